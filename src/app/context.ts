@@ -1,0 +1,70 @@
+/**
+ * Wiring only (Orthanc main.cpp's role): builds the index, the storage area, the store and the query engine from
+ * a Config. Every door (REST now; DIMSE and DICOMweb later) receives this context.
+ */
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import type { Config } from '../config/schema.js';
+import { logger } from '../core/log.js';
+import { QueryEngine } from '../query/engine.js';
+import { FilesystemStorage } from '../store/filesystem-storage.js';
+import { SqliteIndex } from '../store/sqlite-index.js';
+import { DicomStore } from '../store/store.js';
+
+const log = logger('generic');
+
+export const INDEX_FILE_NAME = 'pacsnode-index.sqlite';
+
+export interface AppContext {
+  config: Readonly<Config>;
+  index: SqliteIndex;
+  store: DicomStore;
+  engine: QueryEngine;
+  /** pacsnode's own version. */
+  version: string;
+  close(): Promise<void>;
+}
+
+export const PACSNODE_VERSION = '0.1.0';
+
+export async function createContext(config: Readonly<Config>): Promise<AppContext> {
+  mkdirSync(config.StorageDirectory, { recursive: true });
+  mkdirSync(config.IndexDirectory, { recursive: true });
+  const index = new SqliteIndex(join(config.IndexDirectory, INDEX_FILE_NAME), {
+    synchronous: config.SyncStorageArea ? 'FULL' : 'NORMAL',
+  });
+  const storage = new FilesystemStorage(config.StorageDirectory, { sync: config.SyncStorageArea });
+  const store = new DicomStore(index, storage, {
+    storageCompression: config.StorageCompression,
+    overwriteInstances: config.OverwriteInstances,
+    limits: {
+      maxStorageSize: config.MaximumStorageSize * 1024 * 1024,
+      maxPatientCount: config.MaximumPatientCount,
+      mode: config.MaximumStorageMode,
+    },
+    stableAge: config.StableAge,
+    defaultEncoding: config.DefaultEncoding,
+    extraMainDicomTags: config.ExtraMainDicomTags,
+  });
+  await store.open();
+  const engine = new QueryEngine(store, {
+    storageAccessOnFind: config.StorageAccessOnFind,
+    limitFindResults: config.LimitFindResults,
+    limitFindInstances: config.LimitFindInstances,
+  });
+  log.info(`storage area: ${storage.description}; index: ${join(config.IndexDirectory, INDEX_FILE_NAME)}`);
+  let closed = false;
+  return {
+    config,
+    index,
+    store,
+    engine,
+    version: PACSNODE_VERSION,
+    async close() {
+      if (closed) return;
+      closed = true;
+      await store.close();
+      index.close();
+    },
+  };
+}

@@ -1,0 +1,27 @@
+/** The command line (commander). */
+import { Command } from 'commander';
+import { ConfigError } from '../core/errors.js';
+import { PACSNODE_VERSION } from '../app/context.js';
+import { serve } from './serve.js';
+
+export async function main(argv: string[]): Promise<void> {
+  const program = new Command();
+  program.name('pacsnode').description('An open-source DICOM server with Orthanc\'s REST API').version(PACSNODE_VERSION);
+  program
+    .command('serve')
+    .description('run the server in the foreground')
+    .option('-c, --config <path>', "configuration file or folder (Orthanc's JSON format, comments allowed)")
+    .action(async (opts: { config?: string }) => {
+      await serve({ config: opts.config });
+    });
+  await program.parseAsync(argv);
+}
+
+main(process.argv).catch((e: unknown) => {
+  if (e instanceof ConfigError) {
+    process.stderr.write(`pacsnode: configuration error: ${e.message}\n`);
+    process.exit(2);
+  }
+  process.stderr.write(`pacsnode: ${e instanceof Error ? (e.stack ?? e.message) : String(e)}\n`);
+  process.exit(1);
+});

@@ -1,0 +1,45 @@
+/**
+ * `pacsnode serve`: runs the server in the foreground. SIGINT/SIGTERM stop accepting requests, let in-flight
+ * requests and stores finish, close the index, and exit 0.
+ */
+import { describeConfig, loadConfig } from '../config/load.js';
+import { createContext } from '../app/context.js';
+import { logger } from '../core/log.js';
+import { buildHttpServer, startHttpServer } from '../rest/http-server.js';
+
+const log = logger('generic');
+
+export interface ServeOptions {
+  config?: string;
+}
+
+export async function serve(options: ServeOptions): Promise<void> {
+  const { config, warnings } = loadConfig(options.config);
+  for (const w of warnings) log.warn(w);
+  log.info(`starting pacsnode\n${describeConfig(config)}`);
+  const ctx = await createContext(config);
+  const http = buildHttpServer(ctx);
+  const host = config.HttpBindAddress ?? (config.RemoteAccessAllowed ? '0.0.0.0' : '127.0.0.1');
+  const port = await startHttpServer(http, config.HttpPort, host);
+  // A machine-readable line for scripts and tests that start us with port 0.
+  log.info(`HTTP server listening on http://${host}:${port}/`);
+  process.stdout.write(`pacsnode ready: http=${port}\n`);
+
+  let stopping = false;
+  const stop = async (signal: string) => {
+    if (stopping) return;
+    stopping = true;
+    log.info(`${signal} received: finishing in-flight work`);
+    try {
+      await http.close();
+      await ctx.close();
+      log.info('stopped');
+      process.exit(0);
+    } catch (e) {
+      log.error(`error while stopping: ${(e as Error).message}`);
+      process.exit(1);
+    }
+  };
+  process.on('SIGINT', () => void stop('SIGINT'));
+  process.on('SIGTERM', () => void stop('SIGTERM'));
+}

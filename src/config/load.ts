@@ -1,0 +1,742 @@
+/**
+ * Reads Orthanc-format configuration: one JSON file (comments allowed) or a directory whose `*.json` files
+ * are merged, `${VAR}` / `${VAR:-default}` environment substitution, validation of every supported key
+ * against `Config`, and a deeply frozen result. The only place that reads `process.env` for configuration.
+ */
+import fs from 'node:fs';
+import path from 'node:path';
+import { ConfigError } from '../core/errors.js';
+import { logger } from '../core/log.js';
+import { DEFAULT_CONFIG, SUPPORTED_KEYS, type Config, type ExtraMainDicomTags } from './schema.js';
+
+const log = logger('config');
+
+export interface LoadResult {
+  config: Readonly<Config>;
+  warnings: string[];
+  /** Absolute paths of the files read, in reading order (empty for embedded defaults). */
+  files: string[];
+}
+
+/**
+ * Top-level keys of Orthanc's own configuration (Configuration.json) and of its usual plugin sections that
+ * pacsnode does not implement. Finding one is a warning that names it as an Orthanc option; any other key not
+ * in `SUPPORTED_KEYS` is reported as unknown.
+ */
+export const ORTHANC_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
+  // Core options
+  'TemporaryDirectory', 'MaximumStorageCacheSize', 'LuaScripts', 'LuaHeartBeatPeriod', 'Plugins',
+  'ConcurrentJobs', 'JobsEngineThreadsCount', 'HttpServerEnabled', 'OrthancExplorerEnabled',
+  'HttpDescribeErrors', 'HttpCompressionEnabled', 'WebDavEnabled', 'WebDavDeleteAllowed', 'WebDavUploadAllowed',
+  'DicomServerEnabled', 'DicomCheckCalledAet', 'AcceptedTransferSyntaxes', 'DeflatedTransferSyntaxAccepted',
+  'JpegTransferSyntaxAccepted', 'Jpeg2000TransferSyntaxAccepted', 'JpegLosslessTransferSyntaxAccepted',
+  'JpipTransferSyntaxAccepted', 'Mpeg2TransferSyntaxAccepted', 'RleTransferSyntaxAccepted',
+  'Mpeg4TransferSyntaxAccepted', 'H265TransferSyntaxAccepted', 'UnknownSopClassAccepted', 'AcceptedSopClasses',
+  'RejectedSopClasses', 'DicomScpTimeout', 'SslEnabled', 'SslCertificate', 'SslMinimumProtocolVersion',
+  'SslCiphersAccepted', 'SslVerifyPeers', 'SslTrustedClientCertificates', 'DicomTlsEnabled',
+  'DicomTlsCertificate', 'DicomTlsPrivateKey', 'DicomTlsTrustedCertificates', 'DicomTlsRemoteCertificateRequired',
+  'DicomTlsMinimumProtocolVersion', 'DicomTlsCiphersAccepted', 'DicomAlwaysAllowEcho', 'DicomAlwaysAllowStore',
+  'DicomAlwaysAllowFind', 'DicomAlwaysAllowFindWorklist', 'DicomAlwaysAllowGet', 'DicomAlwaysAllowMove',
+  'DicomCheckModalityHost', 'DicomModalities', 'DicomModalitiesInDatabase', 'DicomEchoChecksFind',
+  'DicomScuTimeout', 'DicomScuPreferredTransferSyntax', 'DicomThreadsCount', 'DicomDefaultRetrieveMethod',
+  'DicomAssociationCloseDelay', 'MaximumPduLength', 'OrthancPeers', 'OrthancPeersInDatabase', 'HttpProxy',
+  'HttpVerbose', 'HttpTimeout', 'HttpRequestTimeout', 'HttpsVerifyPeers', 'HttpsCACertificates',
+  'HttpThreadsCount', 'StrictAetComparison', 'StoreMD5ForAttachments', 'LogExportedResources', 'KeepAlive',
+  'KeepAliveTimeout', 'TcpNoDelay', 'StoreDicom', 'QueryRetrieveSize', 'CaseSensitivePN', 'LoadPrivateDictionary',
+  'Dictionary', 'SynchronousCMove', 'JobsHistorySize', 'SaveJobs', 'MediaArchiveSize', 'MetricsEnabled',
+  'ExecuteLuaEnabled', 'RestApiWriteToFileSystemEnabled', 'DefaultPrivateCreator',
+  'StorageCommitmentReportsSize', 'TranscodeDicomProtocol', 'BuiltinDecoderTranscoderOrder', 'IngestTranscoding',
+  'IngestTranscodingOfUncompressed', 'IngestTranscodingOfCompressed', 'DicomLossyTranscodingQuality',
+  'MallocArenaMax', 'DeidentifyLogs', 'DeidentifyLogsDicomVersion', 'SynchronousZipStream', 'ZipLoaderThreads',
+  'LoaderThreads', 'Warnings', 'ReadOnly', 'DatabaseServerIdentifier', 'Locale', 'UserAuthorizationFailure',
+  'OverwriteInstancesOnlyIfDifferent', 'StorageCompressionLevel',
+  // Plugin sections
+  'DicomWeb', 'PostgreSQL', 'MySQL', 'Odbc', 'Gdcm', 'Worklists', 'Transfers', 'WebViewer', 'StoneWebViewer',
+  'OrthancExplorer2', 'Authorization', 'PythonScript', 'PythonVerbose', 'Python', 'Housekeeper',
+  'DelayedDeletion', 'ServeFolders', 'AwsS3Storage', 'AzureBlobStorage', 'GoogleCloudStorage', 'Ohif', 'VolView',
+  'MultitenantDicom', 'Indexer', 'AdvancedStorage', 'Wsi', 'Tcia', 'ConnectivityChecks', 'Neuro', 'Education',
+]);
+
+// ---------------------------------------------------------------------------------------------------------
+// JSON with comments
+// ---------------------------------------------------------------------------------------------------------
+
+export interface ParseOptions {
+  /**
+   * Environment for Orthanc's `${VAR}` / `${VAR:-default}` substitution. When given, it is applied to every
+   * string (member names included) and a bare `${...}` in place of a value is replaced by its text and read as a
+   * JSON value (so `"HttpPort": ${PORT:-8042}` works, as with Orthanc's textual substitution). When absent,
+   * strings are left as they are and a bare `$` is a syntax error.
+   */
+  env?: Readonly<Record<string, string | undefined>>;
+  /** Receives non-fatal findings: a member defined twice in one object, an unset variable. */
+  warnings?: string[];
+}
+
+const VARIABLE = /\$\{([^}]*)\}/g;
+
+class JsonParser {
+  private pos = 0;
+
+  constructor(
+    private readonly text: string,
+    private readonly fileName: string,
+    private readonly options: ParseOptions,
+  ) {}
+
+  document(): unknown {
+    if (this.text.charCodeAt(0) === 0xfeff) this.pos = 1; // UTF-8 byte order mark
+    this.skip();
+    if (this.pos >= this.text.length) this.fail(this.pos, 'expected a JSON value but found end of file');
+    const value = this.value();
+    this.skip();
+    if (this.pos < this.text.length) {
+      this.fail(this.pos, `expected end of file after the JSON value but found ${this.describe(this.pos)}`);
+    }
+    return value;
+  }
+
+  /** "line:column" (both 1-based) of an offset; `\r\n`, `\n` and a lone `\r` each end a line. */
+  where(offset: number): string {
+    let line = 1;
+    let lineStart = 0;
+    for (let i = 0; i < offset && i < this.text.length; i++) {
+      const c = this.text.charCodeAt(i);
+      if (c === 10 || (c === 13 && this.text.charCodeAt(i + 1) !== 10)) {
+        line++;
+        lineStart = i + 1;
+      }
+    }
+    return `${line}:${offset - lineStart + 1}`;
+  }
+
+  private fail(offset: number, message: string): never {
+    throw new ConfigError(`${this.fileName}:${this.where(offset)}: ${message}`);
+  }
+
+  private describe(offset: number): string {
+    if (offset >= this.text.length) return 'end of file';
+    const word = /[A-Za-z_][A-Za-z0-9_]*/y;
+    word.lastIndex = offset;
+    const m = word.exec(this.text);
+    if (m) return `'${m[0].length > 20 ? `${m[0].slice(0, 20)}...` : m[0]}'`;
+    const c = this.text.charCodeAt(offset);
+    if (c === 10 || c === 13) return 'a line break';
+    if (c < 0x20) return `control character U+${c.toString(16).toUpperCase().padStart(4, '0')}`;
+    return `'${this.text[offset]}'`;
+  }
+
+  /** Whitespace and both kinds of comments. */
+  private skip(): void {
+    const t = this.text;
+    while (this.pos < t.length) {
+      const c = t[this.pos];
+      if (c === ' ' || c === '\t' || c === '\n' || c === '\r') {
+        this.pos++;
+      } else if (c === '/' && t[this.pos + 1] === '/') {
+        while (this.pos < t.length && t[this.pos] !== '\n' && t[this.pos] !== '\r') this.pos++;
+      } else if (c === '/' && t[this.pos + 1] === '*') {
+        const end = t.indexOf('*/', this.pos + 2);
+        if (end < 0) this.fail(this.pos, "unterminated block comment: expected '*/' before end of file");
+        this.pos = end + 2;
+      } else if (c === '/') {
+        this.fail(this.pos, `expected '//' or '/*' to start a comment but found ${this.describe(this.pos + 1)} after '/'`);
+      } else {
+        return;
+      }
+    }
+  }
+
+  private value(): unknown {
+    const c = this.text[this.pos];
+    switch (c) {
+      case '{':
+        return this.object();
+      case '[':
+        return this.array();
+      case '"':
+        return this.substitute(this.string());
+      case '$':
+        if (this.options.env && this.text[this.pos + 1] === '{') return this.bareVariable();
+        break;
+      case "'":
+        this.fail(this.pos, "expected a JSON value but found ''' (JSON strings use double quotes)");
+        break;
+      default:
+        if (c === '-' || (c !== undefined && c >= '0' && c <= '9')) return this.number();
+        if (c !== undefined && /[A-Za-z_]/.test(c)) return this.literal();
+    }
+    return this.fail(this.pos, `expected a JSON value but found ${this.describe(this.pos)}`);
+  }
+
+  private object(): Record<string, unknown> {
+    const open = this.pos++;
+    const result: Record<string, unknown> = {};
+    this.skip();
+    if (this.text[this.pos] === '}') {
+      this.pos++;
+      return result;
+    }
+    for (;;) {
+      this.skip();
+      if (this.text[this.pos] !== '"') {
+        this.fail(this.pos, `expected a member name (a string in double quotes) but found ${this.describe(this.pos)}`);
+      }
+      const keyAt = this.pos;
+      const key = this.substitute(this.string());
+      this.skip();
+      if (this.text[this.pos] !== ':') {
+        this.fail(this.pos, `expected ':' after the member name "${key}" but found ${this.describe(this.pos)}`);
+      }
+      this.pos++;
+      this.skip();
+      if (this.pos >= this.text.length) this.fail(this.pos, `expected a value for "${key}" but found end of file`);
+      const value = this.value();
+      if (Object.prototype.hasOwnProperty.call(result, key)) {
+        this.options.warnings?.push(
+          `${this.fileName}:${this.where(keyAt)}: "${key}" is defined twice in the same object; the last value is used`,
+        );
+      }
+      // defineProperty: a member named "__proto__" stays an ordinary property.
+      Object.defineProperty(result, key, { value, enumerable: true, writable: true, configurable: true });
+      this.skip();
+      const next = this.text[this.pos];
+      if (next === ',') {
+        const comma = this.pos++;
+        this.skip();
+        if (this.text[this.pos] === '}') {
+          this.fail(comma, "trailing comma: expected another member after ',' but found '}' (remove the ',')");
+        }
+        continue;
+      }
+      if (next === '}') {
+        this.pos++;
+        return result;
+      }
+      this.fail(
+        this.pos,
+        `expected ',' or '}' after the value of "${key}" but found ${this.describe(this.pos)}` +
+          (this.pos >= this.text.length ? ` (the object opened at ${this.where(open)} is not closed)` : ''),
+      );
+    }
+  }
+
+  private array(): unknown[] {
+    const open = this.pos++;
+    const result: unknown[] = [];
+    this.skip();
+    if (this.text[this.pos] === ']') {
+      this.pos++;
+      return result;
+    }
+    for (;;) {
+      this.skip();
+      if (this.pos >= this.text.length) {
+        this.fail(this.pos, `expected a value but found end of file (the array opened at ${this.where(open)} is not closed)`);
+      }
+      result.push(this.value());
+      this.skip();
+      const next = this.text[this.pos];
+      if (next === ',') {
+        const comma = this.pos++;
+        this.skip();
+        if (this.text[this.pos] === ']') {
+          this.fail(comma, "trailing comma: expected another value after ',' but found ']' (remove the ',')");
+        }
+        continue;
+      }
+      if (next === ']') {
+        this.pos++;
+        return result;
+      }
+      this.fail(
+        this.pos,
+        `expected ',' or ']' in the array but found ${this.describe(this.pos)}` +
+          (this.pos >= this.text.length ? ` (the array opened at ${this.where(open)} is not closed)` : ''),
+      );
+    }
+  }
+
+  private string(): string {
+    const t = this.text;
+    const open = this.pos++;
+    let out = '';
+    let runStart = this.pos;
+    for (;;) {
+      if (this.pos >= t.length) this.fail(open, "unterminated string: expected a closing '\"' before end of file");
+      const c = t.charCodeAt(this.pos);
+      if (c === 0x22) {
+        out += t.slice(runStart, this.pos);
+        this.pos++;
+        return out;
+      }
+      if (c < 0x20) {
+        this.fail(
+          this.pos,
+          `expected '"' to close the string opened at ${this.where(open)} but found ${this.describe(this.pos)} ` +
+            '(control characters must be escaped inside strings)',
+        );
+      }
+      if (c !== 0x5c) {
+        this.pos++;
+        continue;
+      }
+      out += t.slice(runStart, this.pos);
+      const e = t[this.pos + 1];
+      const simple: Record<string, string> = { '"': '"', '\\': '\\', '/': '/', b: '\b', f: '\f', n: '\n', r: '\r', t: '\t' };
+      if (e !== undefined && e in simple) {
+        out += simple[e];
+        this.pos += 2;
+      } else if (e === 'u' && /^[0-9A-Fa-f]{4}$/.test(t.slice(this.pos + 2, this.pos + 6))) {
+        out += String.fromCharCode(parseInt(t.slice(this.pos + 2, this.pos + 6), 16));
+        this.pos += 6;
+      } else {
+        this.fail(
+          this.pos,
+          `invalid escape sequence '\\${e ?? ''}': expected one of \\" \\\\ \\/ \\b \\f \\n \\r \\t \\uXXXX ` +
+            '(write a Windows path with "/" or "\\\\")',
+        );
+      }
+      runStart = this.pos;
+    }
+  }
+
+  private number(): number {
+    const re = /-?(?:0|[1-9][0-9]*)(?:\.[0-9]+)?(?:[eE][+-]?[0-9]+)?/y;
+    re.lastIndex = this.pos;
+    const m = re.exec(this.text);
+    const after = m ? this.pos + m[0].length : this.pos;
+    if (!m || /[0-9A-Za-z_.+-]/.test(this.text[after] ?? '')) {
+      const bad = /[-+0-9A-Za-z_.]*/y;
+      bad.lastIndex = this.pos;
+      this.fail(this.pos, `expected a number but found '${bad.exec(this.text)?.[0] ?? ''}'`);
+    }
+    this.pos = after;
+    return Number(m[0]);
+  }
+
+  private literal(): boolean | null {
+    const re = /[A-Za-z_][A-Za-z0-9_]*/y;
+    re.lastIndex = this.pos;
+    const word = re.exec(this.text)?.[0] ?? '';
+    const values: Record<string, boolean | null> = { true: true, false: false, null: null };
+    if (!(word in values)) {
+      this.fail(this.pos, `expected a JSON value (true, false, null, a number, a string, an object or an array) but found '${word}'`);
+    }
+    this.pos += word.length;
+    return values[word] as boolean | null;
+  }
+
+  /** A `${...}` in place of a value: its replacement text is read as a JSON value. */
+  private bareVariable(): unknown {
+    const at = this.pos;
+    const end = this.text.indexOf('}', at);
+    if (end < 0) this.fail(at, "unterminated '${': expected '}'");
+    const expression = this.text.slice(at, end + 1);
+    const replacement = this.substitute(expression);
+    this.pos = end + 1;
+    try {
+      return new JsonParser(replacement, '(substituted)', {}).document();
+    } catch (e) {
+      if (!(e instanceof ConfigError)) throw e;
+      return this.fail(at, `${expression} was replaced by ${JSON.stringify(replacement)}, which is not a JSON value`);
+    }
+  }
+
+  private substitute(s: string): string {
+    const env = this.options.env;
+    if (!env || !s.includes('${')) return s;
+    return s.replace(VARIABLE, (_whole, inner: string) => {
+      const sep = inner.indexOf(':-');
+      const name = sep < 0 ? inner : inner.slice(0, sep);
+      const fallback = sep < 0 ? undefined : inner.slice(sep + 2);
+      const value = env[name];
+      if (value !== undefined && (value !== '' || fallback === undefined)) return value;
+      if (fallback !== undefined) return fallback;
+      this.options.warnings?.push(
+        `${this.fileName}: environment variable ${name} is not set; \${${inner}} is replaced by an empty string`,
+      );
+      return '';
+    });
+  }
+}
+
+/**
+ * Orthanc's JSON-with-comments: `//` line and `/* *\/` block comments outside strings are allowed (Orthanc's
+ * format); trailing commas are not, nor single quotes, unquoted names or other JSON5 extensions. Throws a
+ * `ConfigError` "file:line:column: what was expected but found".
+ */
+export function parseJsonWithComments(text: string, fileName: string, options: ParseOptions = {}): unknown {
+  return new JsonParser(text, fileName, options).document();
+}
+
+// ---------------------------------------------------------------------------------------------------------
+// Validation
+// ---------------------------------------------------------------------------------------------------------
+
+interface CheckContext {
+  key: string;
+  /** Where the value came from (a file path, a source label, "overrides"). */
+  source: string;
+  /** Folder a relative path is resolved against. */
+  baseDir: string;
+}
+
+type Check<T> = (value: unknown, ctx: CheckContext) => T;
+
+function show(value: unknown): string {
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  switch (typeof value) {
+    case 'string': {
+      const s = JSON.stringify(value.length > 40 ? `${value.slice(0, 40)}...` : value);
+      return `${s} (a string)`;
+    }
+    case 'number':
+      return String(value);
+    case 'boolean':
+      return `${String(value)} (a boolean)`;
+    case 'object':
+      return 'an object';
+    default:
+      return typeof value;
+  }
+}
+
+function invalid(ctx: CheckContext, expected: string, value: unknown, what = ctx.key): never {
+  throw new ConfigError(`${ctx.source}: ${what} must be ${expected}, found ${show(value)}`);
+}
+
+function isPlainObject(value: unknown): value is Record<string, unknown> {
+  return typeof value === 'object' && value !== null && !Array.isArray(value);
+}
+
+const bool: Check<boolean> = (v, ctx) => (typeof v === 'boolean' ? v : invalid(ctx, 'a boolean (true or false)', v));
+
+const string: Check<string> = (v, ctx) => (typeof v === 'string' ? v : invalid(ctx, 'a string', v));
+
+const nonEmptyString: Check<string> = (v, ctx) =>
+  typeof v === 'string' && v.length > 0 ? v : invalid(ctx, 'a non-empty string', v);
+
+function integer(min: number, max: number, expected: string): Check<number> {
+  return (v, ctx) => (typeof v === 'number' && Number.isInteger(v) && v >= min && v <= max ? v : invalid(ctx, expected, v));
+}
+
+const count = integer(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer');
+const port = integer(0, 65535, 'an integer 0..65535 (0 = any free port)');
+
+function oneOf<T extends string>(values: readonly T[]): Check<T> {
+  const expected = `one of ${values.map((x) => `"${x}"`).join(', ')}`;
+  return (v, ctx) => (typeof v === 'string' && (values as readonly string[]).includes(v) ? (v as T) : invalid(ctx, expected, v));
+}
+
+/** AE title: 1..16 characters of the DICOM default repertoire (printable ASCII) without backslash, not all spaces. */
+const aet: Check<string> = (v, ctx) =>
+  typeof v === 'string' && /^[\x20-\x5b\x5d-\x7e]{1,16}$/.test(v) && v.trim() !== ''
+    ? v
+    : invalid(ctx, '1..16 characters of the DICOM default repertoire (printable ASCII, no backslash, not only spaces)', v);
+
+const directory: Check<string> = (v, ctx) =>
+  typeof v === 'string' && v.length > 0 ? path.resolve(ctx.baseDir, v) : invalid(ctx, 'a non-empty string (a folder path)', v);
+
+/** Orthanc's names of `Encoding` values (`StringToEncoding` is case-insensitive); returned in Orthanc's spelling. */
+const ENCODINGS = [
+  'Ascii', 'Utf8', 'Latin1', 'Latin2', 'Latin3', 'Latin4', 'Latin5', 'Cyrillic', 'Windows1251', 'Arabic', 'Greek',
+  'Hebrew', 'Thai', 'Japanese', 'Chinese', 'JapaneseKanji', 'Korean', 'SimplifiedChinese',
+] as const;
+
+const encoding: Check<string> = (v, ctx) => {
+  const found = typeof v === 'string' ? ENCODINGS.find((e) => e.toLowerCase() === v.toLowerCase()) : undefined;
+  return found ?? invalid(ctx, `one of ${ENCODINGS.join(', ')}`, v);
+};
+
+const USER_RANGE = 'an integer 1024..65535';
+const userNumber = integer(1024, 65535, USER_RANGE);
+
+function checkUniqueNumbers(ctx: CheckContext, entries: Array<[string, number]>): void {
+  const seen = new Map<number, string>();
+  for (const [name, n] of entries) {
+    const other = seen.get(n);
+    if (other !== undefined) {
+      throw new ConfigError(`${ctx.source}: ${ctx.key} gives the same number ${n} to "${other}" and "${name}"`);
+    }
+    seen.set(n, name);
+  }
+}
+
+const userMetadata: Check<Record<string, number>> = (v, ctx) => {
+  if (!isPlainObject(v)) return invalid(ctx, 'an object of name -> integer 1024..65535', v);
+  const out: Record<string, number> = {};
+  for (const [name, n] of Object.entries(v)) {
+    if (name === '') invalid(ctx, 'an object whose names are not empty', v);
+    out[name] = userNumber(n, { ...ctx, key: `${ctx.key}.${name}` });
+  }
+  checkUniqueNumbers(ctx, Object.entries(out));
+  return out;
+};
+
+const MIME = /^[A-Za-z0-9!#$&^_.+-]+\/[A-Za-z0-9!#$&^_.+-]+(\s*;.*)?$/;
+
+const userContentType: Check<Record<string, number | [number, string]>> = (v, ctx) => {
+  if (!isPlainObject(v)) return invalid(ctx, 'an object of name -> integer 1024..65535 or [integer, "mime/type"]', v);
+  const out: Record<string, number | [number, string]> = {};
+  const numbers: Array<[string, number]> = [];
+  for (const [name, item] of Object.entries(v)) {
+    const sub = { ...ctx, key: `${ctx.key}.${name}` };
+    const expected = `${USER_RANGE} or [integer 1024..65535, "mime/type"]`;
+    if (name === '') invalid(ctx, 'an object whose names are not empty', v);
+    if (typeof item === 'number') {
+      out[name] = integer(1024, 65535, expected)(item, sub);
+      numbers.push([name, item]);
+    } else if (Array.isArray(item) && item.length === 2 && typeof item[1] === 'string') {
+      const n = integer(1024, 65535, expected)(item[0], sub);
+      if (!MIME.test(item[1])) invalid(sub, 'a MIME type such as "application/pdf" in its second element', item[1]);
+      out[name] = [n, item[1]];
+      numbers.push([name, n]);
+    } else {
+      invalid(sub, expected, item);
+    }
+  }
+  checkUniqueNumbers(ctx, numbers);
+  return out;
+};
+
+const LEVELS = ['Patient', 'Study', 'Series', 'Instance'] as const;
+
+const extraMainDicomTags: Check<ExtraMainDicomTags> = (v, ctx) => {
+  const expected = 'an object with optional "Patient", "Study", "Series" and "Instance" arrays of tag names';
+  if (!isPlainObject(v)) return invalid(ctx, expected, v);
+  const out: ExtraMainDicomTags = { Patient: [], Study: [], Series: [], Instance: [] };
+  for (const [level, tags] of Object.entries(v)) {
+    if (!(LEVELS as readonly string[]).includes(level)) {
+      throw new ConfigError(`${ctx.source}: ${ctx.key} must be ${expected}; "${level}" is not a level`);
+    }
+    const sub = { ...ctx, key: `${ctx.key}.${level}` };
+    if (!Array.isArray(tags)) invalid(sub, 'an array of strings (tag keywords or "gggg,eeee")', tags);
+    out[level as keyof ExtraMainDicomTags] = tags.map((t, i) =>
+      typeof t === 'string' && t.trim() !== '' ? t.trim() : invalid(sub, 'an array of non-empty strings', t, `${sub.key}[${i}]`),
+    );
+  }
+  return out;
+};
+
+const registeredUsers: Check<Record<string, string>> = (v, ctx) => {
+  if (!isPlainObject(v)) return invalid(ctx, 'an object of user name -> password (strings)', v);
+  const out: Record<string, string> = {};
+  for (const [user, password] of Object.entries(v)) {
+    // The password itself never appears in a message.
+    if (typeof password !== 'string') {
+      throw new ConfigError(`${ctx.source}: ${ctx.key}."${user}" must be a string (the password)`);
+    }
+    out[user] = password;
+  }
+  return out;
+};
+
+/** One check per key of `Config`: adding a key to the schema without a check here does not compile. */
+const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
+  Name: string,
+  HttpPort: port,
+  DicomPort: port,
+  DicomAet: aet,
+  StorageDirectory: directory,
+  IndexDirectory: directory,
+  StorageCompression: bool,
+  MaximumStorageSize: count,
+  MaximumPatientCount: count,
+  MaximumStorageMode: oneOf(['Recycle', 'Reject'] as const),
+  OverwriteInstances: bool,
+  StableAge: count,
+  UserMetadata: userMetadata,
+  UserContentType: userContentType,
+  ExtraMainDicomTags: extraMainDicomTags,
+  DefaultEncoding: encoding,
+  CheckRevisions: bool,
+  RemoteAccessAllowed: bool,
+  AuthenticationEnabled: bool,
+  RegisteredUsers: registeredUsers,
+  SyncStorageArea: bool,
+  StorageAccessOnFind: oneOf(['Always', 'Answers', 'Never'] as const),
+  LimitFindResults: count,
+  LimitFindInstances: count,
+  HttpBindAddress: nonEmptyString,
+  MaximumHttpBodySize: count,
+  OrthancApiVersion: nonEmptyString,
+};
+
+// ---------------------------------------------------------------------------------------------------------
+// Assembly
+// ---------------------------------------------------------------------------------------------------------
+
+interface Setting {
+  value: unknown;
+  source: string;
+}
+
+function warn(warnings: string[], message: string): void {
+  warnings.push(message);
+  log.warn(message);
+}
+
+function deepFreeze<T>(value: T): T {
+  if (typeof value === 'object' && value !== null && !Object.isFrozen(value)) {
+    Object.freeze(value);
+    for (const v of Object.values(value)) deepFreeze(v);
+  }
+  return value;
+}
+
+/**
+ * Validates `settings` (values read from files or given in memory), then `overrides`, fills the rest from
+ * `DEFAULT_CONFIG`. Relative folders of `settings` (and the default `OrthancStorage`) are resolved against
+ * `baseDir`, those of `overrides` against the current directory.
+ */
+function assemble(
+  settings: Map<string, Setting>,
+  baseDir: string,
+  overrides: Partial<Config> | undefined,
+  files: string[],
+  warnings: string[],
+): LoadResult {
+  const given = new Map<string, unknown>();
+  const apply = (key: string, value: unknown, source: string, dir: string): void => {
+    if (!SUPPORTED_KEYS.has(key) || !(key in CHECKS)) {
+      if (ORTHANC_UNSUPPORTED_KEYS.has(key)) {
+        warn(warnings, `${source}: "${key}" is an Orthanc option that pacsnode does not support yet; ignored`);
+      } else {
+        warn(warnings, `${source}: unknown configuration key "${key}"; ignored`);
+      }
+      return;
+    }
+    const check = CHECKS[key as keyof Config] as Check<unknown>;
+    given.set(key, check(value, { key, source, baseDir: dir }));
+  };
+
+  for (const [key, { value, source }] of settings) apply(key, value, source, baseDir);
+  for (const [key, value] of Object.entries(overrides ?? {})) {
+    if (value !== undefined) apply(key, value, 'overrides', process.cwd());
+  }
+
+  const config: Record<string, unknown> = {};
+  for (const key of Object.keys(DEFAULT_CONFIG) as Array<keyof Config>) {
+    config[key] = given.has(key) ? given.get(key) : structuredClone(DEFAULT_CONFIG[key]);
+  }
+  if (!given.has('StorageDirectory')) config.StorageDirectory = path.resolve(baseDir, DEFAULT_CONFIG.StorageDirectory);
+  // As in Orthanc, IndexDirectory follows StorageDirectory unless it is given itself.
+  if (!given.has('IndexDirectory')) config.IndexDirectory = config.StorageDirectory;
+  if (given.has('HttpBindAddress')) config.HttpBindAddress = given.get('HttpBindAddress');
+
+  return { config: deepFreeze(config as unknown as Config), warnings, files };
+}
+
+/** Same validation on an in-memory object (tests and embedding). Relative folders resolve against the current directory; no environment substitution. */
+export function buildConfig(raw: Record<string, unknown>, source: string, overrides?: Partial<Config>): LoadResult {
+  if (!isPlainObject(raw)) throw new ConfigError(`${source}: the configuration must be a JSON object, found ${show(raw)}`);
+  const settings = new Map<string, Setting>();
+  for (const [key, value] of Object.entries(raw)) settings.set(key, { value, source });
+  return assemble(settings, process.cwd(), overrides, [], []);
+}
+
+function readConfigFile(file: string, warnings: string[]): Record<string, unknown> {
+  let text: string;
+  try {
+    text = fs.readFileSync(file, 'utf8');
+  } catch (e) {
+    throw new ConfigError(`${file}: cannot read the configuration file (${(e as Error).message})`);
+  }
+  const parseWarnings: string[] = [];
+  const value = parseJsonWithComments(text, file, { env: process.env, warnings: parseWarnings });
+  for (const w of parseWarnings) warn(warnings, w);
+  if (!isPlainObject(value)) {
+    throw new ConfigError(`${file}: the configuration must be a JSON object ({ ... }), found ${show(value)}`);
+  }
+  return value;
+}
+
+/** The `*.json` files (extension case-insensitive, as Orthanc) directly inside `dir`, in alphabetical order. */
+function listJsonFiles(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch (e) {
+    throw new ConfigError(`${dir}: cannot list the configuration directory (${(e as Error).message})`);
+  }
+  return names
+    .filter((name) => name.toLowerCase().endsWith('.json'))
+    .map((name) => path.join(dir, name))
+    .filter((file) => {
+      try {
+        return fs.statSync(file).isFile();
+      } catch {
+        return false; // dangling symbolic link
+      }
+    })
+    .sort((a, b) => (a < b ? -1 : a > b ? 1 : 0));
+}
+
+/**
+ * Loads the configuration. `configPath` may be a file or a directory (every `*.json` file of the directory is
+ * read, in alphabetical order; a key defined in two files is an error, as in Orthanc). `undefined` gives the
+ * embedded defaults. `overrides` are applied last (tests and CLI flags).
+ *
+ * Relative `StorageDirectory` / `IndexDirectory` values of a file are resolved as Orthanc does: against the
+ * folder of the configuration file (or against the configuration directory itself); without a file, and for
+ * `overrides`, against the current directory. `IndexDirectory` defaults to `StorageDirectory`.
+ */
+export function loadConfig(configPath?: string, overrides?: Partial<Config>): LoadResult {
+  const warnings: string[] = [];
+  if (configPath === undefined) return assemble(new Map(), process.cwd(), overrides, [], warnings);
+
+  const target = path.resolve(configPath);
+  let stat: fs.Stats;
+  try {
+    stat = fs.statSync(target);
+  } catch {
+    throw new ConfigError(`configuration file or directory not found: ${target}`);
+  }
+
+  const files = stat.isDirectory() ? listJsonFiles(target) : [target];
+  if (stat.isDirectory() && files.length === 0) {
+    warn(warnings, `${target}: no *.json file in the configuration directory; using the defaults`);
+  }
+  const settings = new Map<string, Setting>();
+  for (const file of files) {
+    log.verbose(`Reading the configuration file: ${file}`);
+    for (const [key, value] of Object.entries(readConfigFile(file, warnings))) {
+      const previous = settings.get(key);
+      if (previous) {
+        throw new ConfigError(
+          `The configuration section "${key}" is defined in 2 different configuration files: ${previous.source} and ${file}`,
+        );
+      }
+      settings.set(key, { value, source: file });
+    }
+  }
+  return assemble(settings, stat.isDirectory() ? target : path.dirname(target), overrides, files, warnings);
+}
+
+/** A short multi-line summary for the start-up log; passwords never appear. */
+export function describeConfig(config: Readonly<Config>): string {
+  const users = Object.keys(config.RegisteredUsers).length;
+  const http = [
+    `port ${config.HttpPort}`,
+    config.RemoteAccessAllowed ? `remote access allowed${config.HttpBindAddress ? ` (bind ${config.HttpBindAddress})` : ''}` : 'localhost only',
+    config.AuthenticationEnabled ? `authentication enabled (${users} registered user${users === 1 ? '' : 's'})` : 'no authentication',
+  ];
+  const limit = (n: number, unit = ''): string => (n === 0 ? 'unlimited' : `${n}${unit}`);
+  const extra = (Object.keys(config.ExtraMainDicomTags) as Array<keyof ExtraMainDicomTags>)
+    .filter((level) => config.ExtraMainDicomTags[level].length > 0)
+    .map((level) => `${level} +${config.ExtraMainDicomTags[level].length}`);
+  return [
+    `Name: ${config.Name} (Orthanc API ${config.OrthancApiVersion})`,
+    `HTTP: ${http.join(', ')}`,
+    `DICOM: AET ${config.DicomAet}, port ${config.DicomPort}`,
+    `Storage: ${config.StorageDirectory} (compression ${config.StorageCompression ? 'on' : 'off'}, fsync ${config.SyncStorageArea ? 'on' : 'off'})`,
+    `Index: ${config.IndexDirectory}`,
+    `Limits: storage ${limit(config.MaximumStorageSize, ' MB')}, patients ${limit(config.MaximumPatientCount)} ` +
+      `(${config.MaximumStorageMode}), find results ${limit(config.LimitFindResults)}, find instances ${limit(config.LimitFindInstances)}`,
+    `Stable age: ${config.StableAge} s; overwrite instances: ${config.OverwriteInstances ? 'yes' : 'no'}; ` +
+      `default encoding: ${config.DefaultEncoding}; storage access on find: ${config.StorageAccessOnFind}` +
+      (extra.length > 0 ? `; extra main tags: ${extra.join(', ')}` : ''),
+  ].join('\n');
+}

@@ -1,0 +1,94 @@
+/**
+ * The typed configuration. Property names are Orthanc's configuration keys, so a user's `orthanc.json` works
+ * as it is (docs/configuration.md lists what is supported). `DEFAULT_CONFIG` holds the embedded defaults that
+ * `pacsnode serve` runs with when no file is given.
+ */
+
+export type MaximumStorageMode = 'Recycle' | 'Reject';
+
+/** `ExtraMainDicomTags`: tag keywords or `gggg,eeee` strings per level. */
+export interface ExtraMainDicomTags {
+  Patient: string[];
+  Study: string[];
+  Series: string[];
+  Instance: string[];
+}
+
+export interface Config {
+  /** Server name shown by `/system`. */
+  Name: string;
+  HttpPort: number;
+  DicomPort: number;
+  DicomAet: string;
+  /** Folder of the storage area (DICOM files and attachments). */
+  StorageDirectory: string;
+  /** Folder of the SQLite index; defaults to `StorageDirectory`. */
+  IndexDirectory: string;
+  /** zlib-compress the attachments written to the storage area. */
+  StorageCompression: boolean;
+  /** In MB; 0 means no limit. */
+  MaximumStorageSize: number;
+  /** 0 means no limit. */
+  MaximumPatientCount: number;
+  MaximumStorageMode: MaximumStorageMode;
+  OverwriteInstances: boolean;
+  /** Seconds without a new instance after which a patient, study or series becomes stable. */
+  StableAge: number;
+  /** Name -> number (>= 1024) of the user-defined metadata. */
+  UserMetadata: Record<string, number>;
+  /** Name -> number (>= 1024) of the user-defined attachments; a value may be `[number, mimeType]`. */
+  UserContentType: Record<string, number | [number, string]>;
+  ExtraMainDicomTags: ExtraMainDicomTags;
+  /** Encoding used for datasets without SpecificCharacterSet (Orthanc names: Latin1, Utf8, Ascii, ...). */
+  DefaultEncoding: string;
+  CheckRevisions: boolean;
+  RemoteAccessAllowed: boolean;
+  AuthenticationEnabled: boolean;
+  /** User name -> password (HTTP Basic). */
+  RegisteredUsers: Record<string, string>;
+  /** fsync every file written to the storage area before it is indexed. */
+  SyncStorageArea: boolean;
+  /** `Always`, `Answers` or `Never`: whether a query may read stored files for tags not in the index. */
+  StorageAccessOnFind: 'Always' | 'Answers' | 'Never';
+  /** Maximum number of results of /tools/find and C-FIND (0 = no limit). */
+  LimitFindResults: number;
+  LimitFindInstances: number;
+  /** Bind address for HTTP when remote access is allowed. */
+  HttpBindAddress?: string;
+  /** Largest accepted HTTP request body, in MB (0 = no limit). */
+  MaximumHttpBodySize: number;
+  /** The Orthanc release whose REST API is implemented, as reported by `/system`. */
+  OrthancApiVersion: string;
+}
+
+export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
+  Name: 'pacsnode',
+  HttpPort: 8042,
+  DicomPort: 4242,
+  DicomAet: 'ORTHANC',
+  StorageDirectory: 'OrthancStorage',
+  IndexDirectory: 'OrthancStorage',
+  StorageCompression: false,
+  MaximumStorageSize: 0,
+  MaximumPatientCount: 0,
+  MaximumStorageMode: 'Recycle',
+  OverwriteInstances: false,
+  StableAge: 60,
+  UserMetadata: {},
+  UserContentType: {},
+  ExtraMainDicomTags: { Patient: [], Study: [], Series: [], Instance: [] },
+  DefaultEncoding: 'Latin1',
+  CheckRevisions: false,
+  RemoteAccessAllowed: false,
+  AuthenticationEnabled: false,
+  RegisteredUsers: {},
+  SyncStorageArea: true,
+  StorageAccessOnFind: 'Always',
+  LimitFindResults: 0,
+  LimitFindInstances: 0,
+  MaximumHttpBodySize: 0,
+  OrthancApiVersion: '1.12.6',
+} satisfies Config);
+
+/** Keys this version reads. Anything else in a configuration file is reported. */
+export const SUPPORTED_KEYS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_CONFIG), 'HttpBindAddress']);

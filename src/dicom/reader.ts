@@ -1,0 +1,374 @@
+/**
+ * Part 10 reading (PS3.10 §7): meta header, every transfer syntax (implicit/explicit VR little endian, explicit
+ * big endian, deflated, encapsulated), files without a meta header, and salvage of truncated files. Parsing is
+ * done by dicom-parser (zero copy, measured in STYLE.md); this module turns its output into `DataSet`s with
+ * numeric tags, dictionary VRs and the Specific Character Set in force.
+ */
+import { inflateRawSync } from 'node:zlib';
+import dicomParser from 'dicom-parser';
+import { DicomFormatError } from '../core/errors.js';
+import { CharsetDecoder } from './charset.js';
+import { DataSet, type Element, type Fragment } from './dataset.js';
+import { lookupTag } from './dictionary.js';
+import { Tags, type Tag } from './tag.js';
+import {
+  DeflatedExplicitVRLittleEndian,
+  ExplicitVRBigEndian,
+  ExplicitVRLittleEndian,
+  ImplicitVRLittleEndian,
+  transferSyntax,
+} from './transfer-syntax.js';
+
+export interface ReadOptions {
+  /** Stop before the pixel data (indexing needs nothing after it). */
+  untilPixelData?: boolean;
+  /** Orthanc's DefaultEncoding, used when the dataset has no Specific Character Set. */
+  defaultEncoding?: string;
+  /**
+   * The bytes are a prefix of a larger file: an element running past the end means "read more", not
+   * "truncated". `readPart10` then throws `NeedMoreBytes` instead of salvaging.
+   */
+  partial?: boolean;
+}
+
+export interface ParsedDicom {
+  /** The bytes element offsets refer to (for deflated syntaxes: meta header + inflated dataset). */
+  bytes: Buffer;
+  /** Group 0002 elements (empty when the file has no meta header). */
+  meta: DataSet;
+  dataset: DataSet;
+  transferSyntaxUid: string;
+  hasMetaHeader: boolean;
+  /** Offset of the first dataset byte after the preamble and meta header. */
+  datasetOffset: number;
+  /** Offset of the pixel data element's header, when present (Orthanc's PixelDataOffset metadata). */
+  pixelDataOffset?: number;
+  /** Offset just past the pixel data value, when its length is defined (to detect truncated files). */
+  pixelDataEnd?: number;
+  /** The file ended inside an element; what was readable is kept. */
+  truncated: boolean;
+  warnings: string[];
+}
+
+/** Thrown in `partial` mode when the prefix ends before the dataset does. */
+export class NeedMoreBytes extends Error {
+  constructor() {
+    super('need more bytes');
+    this.name = 'NeedMoreBytes';
+  }
+}
+
+type DpElement = dicomParser.Element;
+type DpDataSet = dicomParser.DataSet;
+
+const PIXEL_DATA_KEY = 'x7fe00010';
+const VR_RE = /^[A-Z]{2}$/;
+const KNOWN_VRS = new Set([
+  'AE', 'AS', 'AT', 'CS', 'DA', 'DS', 'DT', 'FD', 'FL', 'IS', 'LO', 'LT', 'OB', 'OD', 'OF', 'OL', 'OV', 'OW', 'PN',
+  'SH', 'SL', 'SQ', 'SS', 'ST', 'SV', 'TM', 'UC', 'UI', 'UL', 'UN', 'UR', 'US', 'UT', 'UV',
+]);
+
+function keyToTag(key: string): Tag {
+  return parseInt(key.slice(1), 16) >>> 0;
+}
+
+/** dicom-parser's VR callback for implicit syntaxes: the dictionary VR, or undefined so that it peeks for items. */
+function implicitVr(key: string): string | undefined {
+  const entry = lookupTag(keyToTag(key));
+  if (!entry || entry.vr === 'UN') return undefined;
+  return entry.vr;
+}
+
+function hasDicmPrefix(bytes: Buffer): boolean {
+  return bytes.length >= 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d;
+}
+
+function cleanUid(text: string): string {
+  return text.replace(/[\0 ]+$/, '').trim();
+}
+
+/** Guesses the syntax of a dataset without a meta header from its first element. */
+function guessTransferSyntax(bytes: Buffer, offset: number): string {
+  if (bytes.length < offset + 8) return ImplicitVRLittleEndian;
+  const vr = bytes.toString('latin1', offset + 4, offset + 6);
+  const groupLe = bytes.readUInt16LE(offset);
+  const groupBe = bytes.readUInt16BE(offset);
+  if (KNOWN_VRS.has(vr)) {
+    if (groupLe > 0x00ff && groupBe <= 0x00ff) return ExplicitVRBigEndian;
+    return ExplicitVRLittleEndian;
+  }
+  return ImplicitVRLittleEndian;
+}
+
+function isOutOfBounds(e: unknown): boolean {
+  const text = typeof e === 'string' ? e : e instanceof Error ? e.message : '';
+  return /past end|buffer overrun|eof encountered|maxPosition|out of range|outside|beyond/i.test(text);
+}
+
+interface ParseOutcome {
+  dp: DpDataSet;
+  error?: unknown;
+}
+
+/** The encoding actually found at `position`: some writers declare explicit VR and write implicit, or the reverse. */
+function detectEncoding(bytes: Buffer, position: number, declared: string): string {
+  if (bytes.length < position + 8) return declared;
+  const syntax = transferSyntax(declared);
+  if (!syntax.littleEndian) return declared;
+  const looksExplicit = KNOWN_VRS.has(bytes.toString('latin1', position + 4, position + 6));
+  if (syntax.explicitVr && !looksExplicit) return ImplicitVRLittleEndian;
+  if (!syntax.explicitVr && looksExplicit) return ExplicitVRLittleEndian;
+  return declared;
+}
+
+function parseDataSet(bytes: Buffer, position: number, ts: string, untilPixelData: boolean): ParseOutcome {
+  const syntax = transferSyntax(ts);
+  const parser = syntax.littleEndian ? dicomParser.littleEndianByteArrayParser : dicomParser.bigEndianByteArrayParser;
+  const stream = new dicomParser.ByteStream(parser, bytes, position);
+  const dp = new (dicomParser as unknown as { DataSet: new (p: unknown, b: Buffer, e: object) => DpDataSet }).DataSet(
+    parser,
+    bytes,
+    {},
+  );
+  dp.warnings = stream.warnings;
+  const options = untilPixelData ? { untilTag: PIXEL_DATA_KEY } : {};
+  try {
+    if (syntax.explicitVr) {
+      dicomParser.parseDicomDataSetExplicit(dp, stream, bytes.length, options as { untilTag: string });
+    } else {
+      dicomParser.parseDicomDataSetImplicit(dp, stream, bytes.length, {
+        ...(options as { untilTag: string }),
+        vrCallback: implicitVr as (tag: string) => string,
+      });
+    }
+    return { dp };
+  } catch (error) {
+    return { dp, error };
+  }
+}
+
+interface ConvertContext {
+  bytes: Buffer;
+  littleEndian: boolean;
+  explicitVr: boolean;
+  truncated: boolean;
+  /** Parsing stopped at the pixel data header: its value is not in `bytes` and is not checked here. */
+  untilPixelData?: boolean;
+}
+
+function convertDataSet(dp: DpDataSet, ctx: ConvertContext, charset: CharsetDecoder, defaultEncoding: string): DataSet {
+  const elements = new Map<Tag, Element>();
+  const ds = new DataSet(ctx.bytes, ctx.littleEndian, ctx.explicitVr, elements, charset);
+  for (const key of Object.keys(dp.elements)) {
+    const src = dp.elements[key] as DpElement;
+    const tag = keyToTag(key);
+    let vr = src.vr;
+    if (!vr || !ctx.explicitVr) {
+      if (src.items) vr = 'SQ';
+      else vr = lookupTag(tag)?.vr ?? (isPrivateCreator(tag) ? 'LO' : 'UN');
+    }
+    const undefinedLength = src.hadUndefinedLength === true;
+    if (vr === 'UN' && !undefinedLength && !src.items) {
+      // CP-246: a public tag sent as UN is read with its dictionary VR (as Orthanc and DCMTK do).
+      const known = lookupTag(tag)?.vr;
+      if (known && known !== 'UN' && known !== 'SQ') vr = known;
+    }
+    let length = src.length;
+    if (undefinedLength) length = 0;
+    const pixelHeaderOnly = ctx.untilPixelData === true && key === PIXEL_DATA_KEY;
+    if (pixelHeaderOnly) {
+      length = 0;
+    } else if (src.dataOffset + length > ctx.bytes.length) {
+      length = Math.max(0, ctx.bytes.length - src.dataOffset);
+      ctx.truncated = true;
+    }
+    const el: Element = { tag, vr, offset: src.dataOffset, length, undefinedLength };
+    if (undefinedLength && !src.items && src.fragments === undefined && src.length !== 0xffffffff) {
+      // dicom-parser found the delimiter: `length` is the real length of an undefined-length non-sequence value.
+      el.length = Math.min(src.length, ctx.bytes.length - src.dataOffset);
+    }
+    if (src.items) {
+      el.vr = vr === 'UN' ? 'SQ' : vr;
+      el.items = src.items.map((item) =>
+        item.dataSet ? convertDataSet(item.dataSet, ctx, charset, defaultEncoding) : emptyDataSet(ctx, charset),
+      );
+    }
+    if (src.encapsulatedPixelData || src.fragments) {
+      el.fragments = (src.fragments ?? []).map((f): Fragment => ({ offset: f.position, length: f.length }));
+      const bot = src.basicOffsetTable;
+      el.offsetTable = { offset: src.dataOffset + 8, length: bot ? bot.length * 4 : 0 };
+    }
+    elements.set(tag, el);
+  }
+  // An item with its own Specific Character Set uses it for its own values (PS3.5 §6.1.2.5.2... via PS3.3 C.12.1.1.2).
+  const own = elements.get(Tags.SpecificCharacterSet);
+  if (own && own.length > 0) {
+    const value = ctx.bytes.toString('latin1', own.offset, own.offset + own.length);
+    ds.charset = CharsetDecoder.for(value, defaultEncoding);
+  }
+  return ds;
+}
+
+/** Native (not encapsulated, not deflated) syntaxes, where the VR encoding can be checked. */
+function syntax0(ts: string): boolean {
+  const s = transferSyntax(ts);
+  return !s.deflated && s.littleEndian;
+}
+
+function isPrivateCreator(tag: Tag): boolean {
+  const element = tag & 0xffff;
+  return (tag >>> 16) % 2 === 1 && element >= 0x10 && element <= 0xff;
+}
+
+function emptyDataSet(ctx: ConvertContext, charset: CharsetDecoder): DataSet {
+  return new DataSet(ctx.bytes, ctx.littleEndian, ctx.explicitVr, new Map(), charset);
+}
+
+/** Reads a Part 10 file (or a bare dataset). Throws `DicomFormatError` for bytes that are not DICOM. */
+export function readPart10(input: Buffer, options: ReadOptions = {}): ParsedDicom {
+  const defaultEncoding = options.defaultEncoding ?? 'Latin1';
+  const untilPixelData = options.untilPixelData ?? false;
+  const warnings: string[] = [];
+  let bytes = input;
+  let hasMetaHeader = false;
+  let metaDp: DpDataSet | undefined;
+  let position = 0;
+  let ts: string;
+
+  const startsWithMeta = bytes.length >= 8 && bytes.readUInt16LE(0) === 0x0002 && bytes.toString('latin1', 4, 6) === 'UL';
+  if (hasDicmPrefix(bytes) || startsWithMeta) {
+    hasMetaHeader = true;
+    const metaStart = startsWithMeta && !hasDicmPrefix(bytes) ? 0 : 132;
+    const meta = readMetaGroup(bytes, metaStart, options.partial ?? false);
+    metaDp = meta.dp;
+    position = meta.end;
+    const tsElement = metaDp.elements.x00020010;
+    if (tsElement) {
+      ts = cleanUid(bytes.toString('latin1', tsElement.dataOffset, tsElement.dataOffset + tsElement.length));
+    } else {
+      ts = guessTransferSyntax(bytes, position);
+      warnings.push('meta header without TransferSyntaxUID (0002,0010): syntax guessed from the dataset');
+    }
+  } else {
+    ts = guessTransferSyntax(bytes, 0);
+    if (!looksLikeDataset(bytes, ts)) {
+      throw new DicomFormatError('not a DICOM file (no DICM prefix and no recognizable dataset)');
+    }
+    warnings.push('no Part 10 meta header: transfer syntax guessed');
+  }
+
+  if (ts === DeflatedExplicitVRLittleEndian) {
+    if (options.partial) throw new NeedMoreBytes();
+    try {
+      const inflated = inflateRawSync(bytes.subarray(position));
+      bytes = Buffer.concat([bytes.subarray(0, position), inflated]);
+    } catch (cause) {
+      throw new DicomFormatError('deflated dataset cannot be inflated', { cause });
+    }
+  }
+
+  const encoding = syntax0(ts) ? detectEncoding(bytes, position, ts) : ts;
+  if (encoding !== ts) warnings.push(`dataset encoded as ${transferSyntax(encoding).name} although the meta header says ${ts}`);
+  const syntax = transferSyntax(encoding);
+  const outcome = parseDataSet(bytes, position, encoding, untilPixelData);
+  const ctx: ConvertContext = {
+    bytes,
+    littleEndian: syntax.littleEndian,
+    explicitVr: syntax.explicitVr,
+    truncated: false,
+    untilPixelData,
+  };
+  if (outcome.error !== undefined) {
+    if (options.partial && isOutOfBounds(outcome.error)) throw new NeedMoreBytes();
+    ctx.truncated = true;
+    warnings.push(`dataset truncated or malformed: ${describe(outcome.error)}`);
+  }
+  const charsetEl = outcome.dp.elements.x00080005;
+  const charsetValue = charsetEl
+    ? bytes.toString('latin1', charsetEl.dataOffset, charsetEl.dataOffset + Math.min(charsetEl.length, bytes.length - charsetEl.dataOffset))
+    : undefined;
+  const charset = CharsetDecoder.for(charsetValue, defaultEncoding);
+  const dataset = convertDataSet(outcome.dp, ctx, charset, defaultEncoding);
+  if (options.partial && ctx.truncated) throw new NeedMoreBytes();
+  if (dataset.elements.size === 0) {
+    throw new DicomFormatError(outcome.error !== undefined ? `unreadable dataset: ${describe(outcome.error)}` : 'empty dataset');
+  }
+  const meta = metaDp
+    ? convertDataSet(metaDp, { bytes, littleEndian: true, explicitVr: true, truncated: false }, charset, defaultEncoding)
+    : emptyDataSet({ bytes, littleEndian: true, explicitVr: true, truncated: false }, charset);
+  const pixel = outcome.dp.elements[PIXEL_DATA_KEY];
+  const pixelDataOffset = pixel ? pixel.dataOffset - (syntax.explicitVr ? 12 : 8) : undefined;
+  return {
+    bytes,
+    meta,
+    dataset,
+    transferSyntaxUid: ts,
+    hasMetaHeader,
+    datasetOffset: position,
+    pixelDataOffset: ts === DeflatedExplicitVRLittleEndian ? undefined : pixelDataOffset,
+    pixelDataEnd:
+      pixel && pixel.length !== 0xffffffff && !pixel.hadUndefinedLength && ts !== DeflatedExplicitVRLittleEndian
+        ? pixel.dataOffset + pixel.length
+        : undefined,
+    truncated: ctx.truncated,
+    warnings: warnings.concat(outcome.dp.warnings ?? []),
+  };
+}
+
+function readMetaGroup(bytes: Buffer, start: number, partial: boolean): { dp: DpDataSet; end: number } {
+  const parser = dicomParser.littleEndianByteArrayParser;
+  const stream = new dicomParser.ByteStream(parser, bytes, start);
+  const dp = new (dicomParser as unknown as { DataSet: new (p: unknown, b: Buffer, e: object) => DpDataSet }).DataSet(
+    parser,
+    bytes,
+    {},
+  );
+  dp.warnings = [];
+  try {
+    while (stream.position + 8 <= bytes.length) {
+      const group = bytes.readUInt16LE(stream.position);
+      if (group !== 0x0002) break;
+      const el = dicomParser.readDicomElementExplicit(stream, dp.warnings);
+      if (el.dataOffset + el.length > bytes.length) throw new Error('meta header element past end of buffer');
+      dp.elements[el.tag] = el;
+    }
+  } catch (cause) {
+    if (partial) throw new NeedMoreBytes();
+    throw new DicomFormatError('malformed Part 10 meta header', { cause });
+  }
+  if (Object.keys(dp.elements).length === 0) {
+    if (partial && bytes.length < start + 8) throw new NeedMoreBytes();
+    throw new DicomFormatError('DICM prefix without a meta header');
+  }
+  return { dp, end: stream.position };
+}
+
+/** A cheap plausibility check for bytes without a meta header, so that random bytes are rejected. */
+function looksLikeDataset(bytes: Buffer, ts: string): boolean {
+  if (bytes.length < 8) return false;
+  const syntax = transferSyntax(ts);
+  const group = syntax.littleEndian ? bytes.readUInt16LE(0) : bytes.readUInt16BE(0);
+  const element = syntax.littleEndian ? bytes.readUInt16LE(2) : bytes.readUInt16BE(2);
+  // Datasets start with a low, even group (0008 in practice; 0000-0010 allowed), and a known tag there.
+  if (group > 0x0010 || group % 2 === 1) return false;
+  if (!lookupTag(((group << 16) | element) >>> 0) && element !== 0) return false;
+  if (!syntax.explicitVr) {
+    const length = bytes.readUInt32LE(4);
+    return length === 0xffffffff || length <= bytes.length - 8;
+  }
+  return VR_RE.test(bytes.toString('latin1', 4, 6));
+}
+
+function describe(e: unknown): string {
+  if (typeof e === 'string') return e;
+  if (e instanceof Error) return e.message;
+  if (e && typeof e === 'object' && 'exception' in e) return describe((e as { exception: unknown }).exception);
+  return String(e);
+}
+
+/** The transfer syntax UID of the meta header, without parsing the dataset. */
+export function metaTransferSyntax(parsed: ParsedDicom): string {
+  return parsed.transferSyntaxUid;
+}
+
+export { ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian };

@@ -1,0 +1,36 @@
+/**
+ * Where attachment bytes live. The store writes through `begin()` (invisible until `publish()`), so an
+ * object-store implementation can later offer the same contract: a write is either published under its UUID
+ * or discarded, never half there.
+ */
+import type { Readable } from 'node:stream';
+
+export interface PendingWrite {
+  readonly uuid: string;
+  /** Appends bytes; resolves once the OS accepted them (back-pressure for the producer). */
+  write(chunk: Buffer): Promise<void>;
+  /** Flushes (fsync when the area is durable) and closes; resolves with the number of bytes written. */
+  finish(): Promise<number>;
+  /** Reads back bytes already written (used to parse the head of a large spooled file). */
+  readRange(start: number, length: number): Promise<Buffer>;
+  /** Makes the bytes visible under `uuid`. Synchronous and atomic, so it can follow an index commit at once. */
+  publish(): void;
+  /** Discards the bytes. */
+  abort(): Promise<void>;
+}
+
+export interface StorageArea {
+  begin(uuid: string): Promise<PendingWrite>;
+  read(uuid: string): Promise<Buffer>;
+  /** Bytes `[start, end)` of an attachment. */
+  readRange(uuid: string, start: number, end: number): Promise<Buffer>;
+  createReadStream(uuid: string, range?: { start: number; end: number }): Readable;
+  remove(uuid: string): Promise<void>;
+  /**
+   * Start-up recovery: writes that were interrupted are published when the index knows their UUID (the crash
+   * came between the index commit and `publish()`), discarded otherwise.
+   */
+  recover(isKnown: (uuid: string) => boolean): Promise<{ published: number; discarded: number }>;
+  /** A human-readable location, for logs. */
+  readonly description: string;
+}

@@ -1,0 +1,483 @@
+/**
+ * The shared store: the one ingestion path (`store(input, origin)`) used by every door (REST, C-STORE, STOW-RS),
+ * and reading/deleting on top of the index and the storage area (Orthanc's ServerContext role).
+ *
+ * Ingestion: the bytes are spooled into a pending write of the storage area while their MD5 is computed (memory
+ * does not grow with the instance size); the head is parsed up to the pixel data; the index transaction commits;
+ * the pending write is published (a rename) in the same tick. A crash before the commit leaves a temp file that
+ * start-up discards; a crash after it leaves a temp file that start-up publishes. Nothing acknowledged is lost and
+ * nothing is orphaned.
+ */
+import { createHash, randomUUID } from 'node:crypto';
+import { EventEmitter } from 'node:events';
+import type { Readable } from 'node:stream';
+import { deflateSync, inflateSync } from 'node:zlib';
+import { DicomFormatError, PacsError } from '../core/errors.js';
+import { logger } from '../core/log.js';
+import type { DataSet } from '../dicom/dataset.js';
+import { NeedMoreBytes, readPart10, type ParsedDicom } from '../dicom/reader.js';
+import { Tags, type Tag } from '../dicom/tag.js';
+import { buildMetaHeader } from '../dicom/writer.js';
+import { publicIds } from './ids.js';
+import { LEVEL_PATHS, Level, mainDicomTags, type MainTagsConfig } from './levels.js';
+import {
+  ChangeType,
+  DICOM_ATTACHMENT,
+  MetadataType,
+  type AttachmentInfo,
+  type ResourceRow,
+  type SqliteIndex,
+  type StorageLimits,
+} from './sqlite-index.js';
+import type { PendingWrite, StorageArea } from './storage-area.js';
+
+const log = logger('store');
+
+/** Where an instance came from (Orthanc's DicomInstanceOrigin). */
+export type Origin =
+  | { kind: 'rest'; remoteIp?: string; httpUsername?: string }
+  | { kind: 'dimse'; remoteAet: string; calledAet: string; remoteIp?: string }
+  | { kind: 'plugin' | 'lua' | 'webdav' | 'unknown'; remoteIp?: string };
+
+const ORIGIN_NAMES: Record<Origin['kind'], string> = {
+  rest: 'RestApi',
+  dimse: 'DicomProtocol',
+  plugin: 'Plugins',
+  lua: 'Lua',
+  webdav: 'WebDav',
+  unknown: 'Unknown',
+};
+
+export type StoreStatus = 'Success' | 'AlreadyStored';
+
+/** Orthanc's answer to a stored instance. */
+export interface StoreResult {
+  ID: string;
+  ParentPatient: string;
+  ParentStudy: string;
+  ParentSeries: string;
+  Path: string;
+  Status: StoreStatus;
+}
+
+export interface StoreOptions {
+  storageCompression: boolean;
+  overwriteInstances: boolean;
+  limits: StorageLimits;
+  stableAge: number;
+  defaultEncoding: string;
+  extraMainDicomTags?: MainTagsConfig;
+}
+
+export interface StoredInstanceEvent {
+  result: StoreResult;
+  origin: Origin;
+  /** Levels created by this instance. */
+  created: Level[];
+}
+
+export interface ChangeEvent {
+  changeType: number;
+  level: Level;
+  publicId: string;
+}
+
+/** Bytes kept in memory from a streamed input; beyond this the head is re-read from the spooled file. */
+const HEAD_IN_MEMORY = 1 << 20;
+
+/** Orthanc's date format for metadata and changes: `YYYYMMDDTHHMMSS` (UTC). */
+export function isoNow(date = new Date()): string {
+  return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
+}
+
+export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; change: [ChangeEvent] }> {
+  private readonly mainTags: Tag[][];
+  /** Resources that received an instance less than StableAge ago: internal id -> [level, publicId, last touch ms]. */
+  private readonly unstable = new Map<number, { level: Level; publicId: string; touched: number }>();
+  private stabilityTimer: NodeJS.Timeout | undefined;
+  private flushing: Promise<void> | undefined;
+  private inFlight = new Set<Promise<unknown>>();
+  private closed = false;
+
+  constructor(
+    readonly index: SqliteIndex,
+    readonly storage: StorageArea,
+    readonly options: StoreOptions,
+  ) {
+    super();
+    this.mainTags = mainDicomTags(options.extraMainDicomTags);
+  }
+
+  /** Start-up recovery and background duties. */
+  async open(): Promise<void> {
+    const recovered = await this.storage.recover((uuid) => this.index.isAttachmentKnown(uuid));
+    if (recovered.published + recovered.discarded > 0) {
+      log.warn(
+        `recovered the storage area after an interruption: ${recovered.published} write(s) completed, ${recovered.discarded} discarded`,
+      );
+    }
+    await this.flushPendingFiles();
+    const period = Math.max(100, Math.min(1000, this.options.stableAge * 250));
+    this.stabilityTimer = setInterval(() => this.checkStability(), period);
+    this.stabilityTimer.unref();
+  }
+
+  /** Waits for in-flight stores, stops the timers. The caller closes the index afterwards. */
+  async close(): Promise<void> {
+    this.closed = true;
+    if (this.stabilityTimer) clearInterval(this.stabilityTimer);
+    while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
+    await this.flushing;
+  }
+
+  get mainDicomTagsPerLevel(): readonly (readonly Tag[])[] {
+    return this.mainTags;
+  }
+
+  // ---------------------------------------------------------------- ingestion
+
+  /** The one ingestion path. `input` is a whole Part 10 file, or a stream of one. */
+  store(input: Buffer | Readable, origin: Origin): Promise<StoreResult> {
+    if (this.closed) return Promise.reject(new PacsError('BadSequenceOfCalls', 'the store is closing'));
+    const p = this.storeInternal(input, origin);
+    this.inFlight.add(p);
+    const done = () => this.inFlight.delete(p);
+    p.then(done, done);
+    return p;
+  }
+
+  private async storeInternal(input: Buffer | Readable, origin: Origin): Promise<StoreResult> {
+    const uuid = randomUUID();
+    const pending = await this.storage.begin(uuid);
+    try {
+      const spooled = Buffer.isBuffer(input) ? await this.spoolBuffer(pending, input) : await this.spoolStream(pending, input);
+      let parsed = await this.parseHead(spooled, pending);
+      if (parsed.truncated || (parsed.pixelDataEnd !== undefined && parsed.pixelDataEnd > spooled.size)) {
+        throw new DicomFormatError(`truncated DICOM file (${spooled.size} bytes): refused, nothing stored`);
+      }
+      let prefix: Buffer | undefined;
+      if (!parsed.hasMetaHeader) {
+        // A bare dataset gets a meta header; the dataset bytes themselves are kept as received.
+        prefix = buildMetaHeader({
+          sopClassUid: parsed.dataset.string(Tags.SOPClassUID) ?? '',
+          sopInstanceUid: parsed.dataset.string(Tags.SOPInstanceUID) ?? '',
+          transferSyntaxUid: parsed.transferSyntaxUid,
+        });
+      }
+      const info = this.describe(parsed);
+      const ids = publicIds(info.identifiers);
+      const publicIdList = [ids.patient, ids.study, ids.series, ids.instance] as const;
+
+      // Cheap early exit: an already stored instance is not written again.
+      if (!this.options.overwriteInstances && this.index.findByPublicId(ids.instance)) {
+        await pending.abort();
+        return this.result(ids.instance, 'AlreadyStored');
+      }
+
+      let attachment: Omit<AttachmentInfo, 'revision'>;
+      let finalPending = pending;
+      if (prefix || this.options.storageCompression) {
+        // Rewrite the spool: meta header in front, and/or zlib compression (Orthanc's format).
+        const whole = Buffer.isBuffer(spooled.whole) ? spooled.whole : await pending.readRange(0, spooled.size);
+        const content = prefix ? Buffer.concat([prefix, whole]) : whole;
+        const md5 = createHash('md5').update(content).digest('hex');
+        await pending.abort();
+        finalPending = await this.storage.begin(uuid);
+        const stored = this.options.storageCompression ? compressOrthanc(content) : content;
+        await finalPending.write(stored);
+        await finalPending.finish();
+        attachment = {
+          contentType: DICOM_ATTACHMENT,
+          uuid,
+          compressedSize: stored.length,
+          uncompressedSize: content.length,
+          compression: this.options.storageCompression ? 2 : 1,
+          uncompressedMd5: md5,
+          compressedMd5: this.options.storageCompression ? createHash('md5').update(stored).digest('hex') : md5,
+        };
+        if (prefix && parsed.pixelDataOffset !== undefined) {
+          parsed = { ...parsed, pixelDataOffset: parsed.pixelDataOffset + prefix.length };
+        }
+      } else {
+        await pending.finish();
+        attachment = {
+          contentType: DICOM_ATTACHMENT,
+          uuid,
+          compressedSize: spooled.size,
+          uncompressedSize: spooled.size,
+          compression: 1,
+          uncompressedMd5: spooled.md5,
+          compressedMd5: spooled.md5,
+        };
+      }
+
+      const now = isoNow();
+      const metadata = new Map<number, string>([
+        [MetadataType.ReceptionDate, now],
+        [MetadataType.Origin, ORIGIN_NAMES[origin.kind]],
+        [MetadataType.TransferSyntax, parsed.transferSyntaxUid],
+        [MetadataType.SopClassUid, info.sopClassUid],
+        [MetadataType.RemoteIP, origin.remoteIp ?? ''],
+      ]);
+      if (origin.kind === 'dimse') {
+        metadata.set(MetadataType.RemoteAET, origin.remoteAet);
+        metadata.set(MetadataType.CalledAET, origin.calledAet);
+      }
+      if (origin.kind === 'rest') metadata.set(MetadataType.HttpUsername, origin.httpUsername ?? '');
+      if (parsed.pixelDataOffset !== undefined) metadata.set(MetadataType.PixelDataOffset, String(parsed.pixelDataOffset));
+
+      let outcome;
+      try {
+        outcome = this.index.storeInstance({
+          publicIds: publicIdList,
+          mainTags: info.mainTags,
+          metadata,
+          attachment,
+          overwrite: this.options.overwriteInstances,
+          limits: this.options.limits,
+          now,
+        });
+        if (outcome.status === 'Success') finalPending.publish();
+      } catch (e) {
+        await finalPending.abort();
+        throw e;
+      }
+      if (outcome.status === 'AlreadyStored') {
+        await finalPending.abort();
+        return this.result(ids.instance, 'AlreadyStored');
+      }
+      if (outcome.recycledPatients.length > 0) {
+        log.info(`recycled ${outcome.recycledPatients.length} patient(s) to respect the storage limits`);
+      }
+      this.scheduleFlush();
+      const result = this.result(ids.instance, 'Success', ids);
+      const levels = [Level.Patient, Level.Study, Level.Series] as const;
+      const touched = Date.now();
+      for (const level of levels) {
+        this.unstable.set(outcome.internalIds[level], { level, publicId: publicIdList[level], touched });
+      }
+      for (const level of [...outcome.created].reverse()) {
+        const changeType = [ChangeType.NewPatient, ChangeType.NewStudy, ChangeType.NewSeries, ChangeType.NewInstance][level]!;
+        this.emit('change', { changeType, level, publicId: publicIdList[level] });
+      }
+      this.emit('stored', { result, origin, created: outcome.created });
+      log.debug(`stored instance ${ids.instance} (${parsed.transferSyntaxUid})`);
+      return result;
+    } catch (e) {
+      await pending.abort().catch(() => undefined);
+      throw e;
+    }
+  }
+
+  private result(instanceId: string, status: StoreStatus, ids?: { patient: string; study: string; series: string }): StoreResult {
+    let parents = ids;
+    if (!parents) {
+      const row = this.index.findByPublicId(instanceId)!;
+      const chain = this.index.ancestry(row.id);
+      parents = { patient: chain[0]!.publicId, study: chain[1]!.publicId, series: chain[2]!.publicId };
+    }
+    return {
+      ID: instanceId,
+      ParentPatient: parents.patient,
+      ParentStudy: parents.study,
+      ParentSeries: parents.series,
+      Path: `/instances/${instanceId}`,
+      Status: status,
+    };
+  }
+
+  private async spoolBuffer(pending: PendingWrite, input: Buffer): Promise<Spooled> {
+    await pending.write(input);
+    return { whole: input, head: input, size: input.length, md5: createHash('md5').update(input).digest('hex') };
+  }
+
+  private async spoolStream(pending: PendingWrite, input: Readable): Promise<Spooled> {
+    const md5 = createHash('md5');
+    const headChunks: Buffer[] = [];
+    let headSize = 0;
+    let size = 0;
+    for await (const chunk of input as AsyncIterable<Buffer | string>) {
+      const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
+      md5.update(buf);
+      if (headSize < HEAD_IN_MEMORY) {
+        headChunks.push(buf);
+        headSize += buf.length;
+      }
+      size += buf.length;
+      await pending.write(buf);
+    }
+    const head = Buffer.concat(headChunks);
+    return { whole: size === head.length ? head : undefined, head, size, md5: md5.digest('hex') };
+  }
+
+  /** Parses up to the pixel data, re-reading a growing head from the spool for large files. */
+  private async parseHead(spooled: Spooled, pending: PendingWrite): Promise<ParsedDicom> {
+    if (spooled.size === 0) throw new DicomFormatError('empty file');
+    let head = spooled.head;
+    while (true) {
+      const complete = head.length >= spooled.size;
+      try {
+        return readPart10(head, {
+          untilPixelData: true,
+          partial: !complete,
+          defaultEncoding: this.options.defaultEncoding,
+        });
+      } catch (e) {
+        if (!(e instanceof NeedMoreBytes) || complete) throw e;
+        head = await pending.readRange(0, Math.min(spooled.size, Math.max(head.length * 4, 4 << 20)));
+      }
+    }
+  }
+
+  /** Identifiers, main tags per level and the SOP class of a parsed instance. */
+  private describe(parsed: ParsedDicom): {
+    identifiers: { patientId: string; studyInstanceUid: string; seriesInstanceUid: string; sopInstanceUid: string };
+    mainTags: [Map<Tag, string>, Map<Tag, string>, Map<Tag, string>, Map<Tag, string>];
+    sopClassUid: string;
+  } {
+    const ds = parsed.dataset;
+    const required = (tag: Tag, name: string): string => {
+      const value = ds.string(tag);
+      if (!value) {
+        throw new DicomFormatError(`missing required tag ${name} (${formatTag(tag)}): cannot index this instance`);
+      }
+      return value;
+    };
+    const identifiers = {
+      patientId: ds.string(Tags.PatientID) ?? '',
+      studyInstanceUid: required(Tags.StudyInstanceUID, 'StudyInstanceUID'),
+      seriesInstanceUid: required(Tags.SeriesInstanceUID, 'SeriesInstanceUID'),
+      sopInstanceUid: required(Tags.SOPInstanceUID, 'SOPInstanceUID'),
+    };
+    const mainTags = this.mainTags.map((tags) => extractMainTags(ds, tags)) as [
+      Map<Tag, string>,
+      Map<Tag, string>,
+      Map<Tag, string>,
+      Map<Tag, string>,
+    ];
+    const sopClassUid = ds.string(Tags.SOPClassUID) ?? parsed.meta.string(Tags.MediaStorageSOPClassUID) ?? '';
+    return { identifiers, mainTags, sopClassUid };
+  }
+
+  // ---------------------------------------------------------------- reading
+
+  resource(publicId: string, level?: Level): ResourceRow {
+    const row = this.index.findByPublicId(publicId);
+    if (!row || (level !== undefined && row.level !== level)) {
+      throw new PacsError('UnknownResource', `unknown ${level !== undefined ? LEVEL_PATHS[level] : 'resource'}: ${publicId}`);
+    }
+    return row;
+  }
+
+  /** The DICOM file of an instance, as stored (uncompressed). */
+  async readDicom(instanceId: string): Promise<Buffer> {
+    const row = this.resource(instanceId, Level.Instance);
+    const att = this.index.attachment(row.id, DICOM_ATTACHMENT);
+    if (!att) throw new PacsError('InexistentFile', `instance ${instanceId} has no DICOM file`);
+    return this.readAttachment(att);
+  }
+
+  async readAttachment(att: AttachmentInfo): Promise<Buffer> {
+    const raw = await this.storage.read(att.uuid);
+    return att.compression === 2 ? decompressOrthanc(raw) : raw;
+  }
+
+  /** The parsed dataset of an instance (the whole file, or up to the pixel data). */
+  async parseInstance(instanceId: string, options: { untilPixelData?: boolean } = {}): Promise<ParsedDicom> {
+    const bytes = await this.readDicom(instanceId);
+    return readPart10(bytes, { untilPixelData: options.untilPixelData, defaultEncoding: this.options.defaultEncoding });
+  }
+
+  // ---------------------------------------------------------------- deletion
+
+  /** Deletes a resource and its descendants (and parents left empty); returns the remaining ancestor. */
+  async delete(publicId: string, level?: Level): Promise<ResourceRow | null> {
+    const row = this.resource(publicId, level);
+    const outcome = this.index.deleteResource(row.id);
+    for (const r of outcome.deleted) this.unstable.delete(r.id);
+    this.scheduleFlush();
+    await this.flushing;
+    return outcome.remainingAncestor;
+  }
+
+  private scheduleFlush(): void {
+    if (this.flushing) return;
+    this.flushing = this.flushPendingFiles().finally(() => {
+      this.flushing = undefined;
+    });
+  }
+
+  /** Removes the files whose attachments were deleted, then forgets them. */
+  async flushPendingFiles(): Promise<void> {
+    while (true) {
+      const uuids = this.index.pendingFiles(500);
+      if (uuids.length === 0) return;
+      await Promise.all(uuids.map((u) => this.storage.remove(u)));
+      this.index.forgetPendingFiles(uuids);
+    }
+  }
+
+  // ---------------------------------------------------------------- stability
+
+  isStable(internalId: number): boolean {
+    return !this.unstable.has(internalId);
+  }
+
+  private checkStability(): void {
+    const limit = Date.now() - this.options.stableAge * 1000;
+    const now = isoNow();
+    for (const [id, entry] of this.unstable) {
+      if (entry.touched > limit) continue;
+      this.unstable.delete(id);
+      if (!this.index.findById(id)) continue;
+      const changeType = [ChangeType.StablePatient, ChangeType.StableStudy, ChangeType.StableSeries][entry.level]!;
+      this.index.logChange(changeType, id, entry.level, entry.publicId, now);
+      this.emit('change', { changeType, level: entry.level, publicId: entry.publicId });
+    }
+  }
+}
+
+interface Spooled {
+  /** The whole input when it is in memory. */
+  whole: Buffer | undefined;
+  head: Buffer;
+  size: number;
+  md5: string;
+}
+
+function formatTag(tag: Tag): string {
+  const h = tag.toString(16).padStart(8, '0').toUpperCase();
+  return `${h.slice(0, 4)},${h.slice(4)}`;
+}
+
+/** Main tags present in the dataset, as Orthanc's text values (multiple values joined by backslashes). */
+function extractMainTags(ds: DataSet, tags: readonly Tag[]): Map<Tag, string> {
+  const out = new Map<Tag, string>();
+  for (const tag of tags) {
+    const el = ds.get(tag);
+    if (!el || el.items || el.vr === 'SQ') continue;
+    if (el.vr === 'US' || el.vr === 'SS' || el.vr === 'UL' || el.vr === 'SL' || el.vr === 'FL' || el.vr === 'FD') {
+      out.set(tag, ds.elementNumbers(el).join('\\'));
+    } else if (el.vr === 'OB' || el.vr === 'OW' || el.vr === 'UN') {
+      continue;
+    } else {
+      out.set(tag, ds.elementStrings(el).join('\\'));
+    }
+  }
+  return out;
+}
+
+/** Orthanc's zlib attachment format: the uncompressed size (uint64 LE), then a zlib stream. */
+export function compressOrthanc(content: Buffer): Buffer {
+  const size = Buffer.alloc(8);
+  size.writeBigUInt64LE(BigInt(content.length));
+  return Buffer.concat([size, deflateSync(content)]);
+}
+
+export function decompressOrthanc(stored: Buffer): Buffer {
+  if (stored.length < 8) throw new PacsError('CorruptedFile', 'compressed attachment shorter than its header');
+  const expected = Number(stored.readBigUInt64LE(0));
+  const content = inflateSync(stored.subarray(8));
+  if (content.length !== expected) throw new PacsError('CorruptedFile', 'compressed attachment has the wrong size');
+  return content;
+}
