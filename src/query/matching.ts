@@ -73,7 +73,8 @@ export function matchValue(matcher: Matcher, values: readonly string[] | undefin
       return candidates.some((c) => norm(c) === v);
     }
     case 'wildcard': {
-      const re = wildcardToRegExp(norm(matcher.pattern), 's');
+      // `u`: `?` is one character, also outside the Basic Multilingual Plane (as SQLite's GLOB counts).
+      const re = wildcardToRegExp(norm(matcher.pattern), 'su');
       return candidates.some((c) => re.test(norm(c)));
     }
     case 'list': {

@@ -249,7 +249,11 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       if (outcome.recycledPatients.length > 0) {
         log.info(`recycled ${outcome.recycledPatients.length} patient(s) to respect the storage limits`);
       }
-      this.scheduleFlush();
+      // Overwrite or recycling queued old files for removal: remove them before answering.
+      if (this.index.pendingFiles(1).length > 0) {
+        this.scheduleFlush();
+        await this.flushing;
+      }
       const result = this.result(ids.instance, 'Success', ids);
       const levels = [Level.Patient, Level.Study, Level.Series] as const;
       const touched = Date.now();
