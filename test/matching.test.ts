@@ -7,7 +7,12 @@ import { isCaseSensitive, matchValue, parseMatcher, type Matcher } from '../src/
 
 /** Renders control and non-ASCII characters visibly in test titles. */
 function show(text: string): string {
-  return JSON.stringify(text).replace(/[\u0000-\u001f\u007f-\uffff]/g, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+  let out = '';
+  for (let i = 0; i < text.length; i++) {
+    const code = text.charCodeAt(i);
+    out += code < 0x20 || code > 0x7e ? `\\u${code.toString(16).padStart(4, '0')}` : text[i];
+  }
+  return `"${out}"`;
 }
 
 describe('matching', () => {

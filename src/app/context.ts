@@ -31,7 +31,7 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
   mkdirSync(config.StorageDirectory, { recursive: true });
   mkdirSync(config.IndexDirectory, { recursive: true });
   const index = new SqliteIndex(join(config.IndexDirectory, INDEX_FILE_NAME), {
-    synchronous: config.SyncStorageArea ? 'FULL' : 'NORMAL',
+    synchronous: config.SyncIndex ? 'FULL' : 'NORMAL',
   });
   const storage = new FilesystemStorage(config.StorageDirectory, { sync: config.SyncStorageArea });
   const store = new DicomStore(index, storage, {

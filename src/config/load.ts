@@ -556,6 +556,7 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   AuthenticationEnabled: bool,
   RegisteredUsers: registeredUsers,
   SyncStorageArea: bool,
+  SyncIndex: bool,
   StorageAccessOnFind: oneOf(['Always', 'Answers', 'Never'] as const),
   LimitFindResults: count,
   LimitFindInstances: count,

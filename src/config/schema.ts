@@ -48,6 +48,11 @@ export interface Config {
   RegisteredUsers: Record<string, string>;
   /** fsync every file written to the storage area before it is indexed. */
   SyncStorageArea: boolean;
+  /**
+   * pacsnode option: commit every index transaction with a disk flush (SQLite synchronous=FULL). Off, the index
+   * (WAL, synchronous=NORMAL) is safe against a process crash but may lose its last commits on a power loss.
+   */
+  SyncIndex: boolean;
   /** `Always`, `Answers` or `Never`: whether a query may read stored files for tags not in the index. */
   StorageAccessOnFind: 'Always' | 'Answers' | 'Never';
   /** Maximum number of results of /tools/find and C-FIND (0 = no limit). */
@@ -83,6 +88,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   AuthenticationEnabled: false,
   RegisteredUsers: {},
   SyncStorageArea: true,
+  SyncIndex: false,
   StorageAccessOnFind: 'Always',
   LimitFindResults: 0,
   LimitFindInstances: 0,

@@ -28,6 +28,11 @@ export interface Element {
   offsetTable?: Fragment;
   /** Byte offset of the element's header (tag) in `DataSet.bytes`, when known. */
   headerOffset?: number;
+  /**
+   * The element was encoded as UN and is read with its dictionary VR (CP-246). Its text keeps trailing spaces:
+   * Orthanc strips only a trailing NUL there, and public IDs hashed from such values depend on it.
+   */
+  fromUN?: boolean;
 }
 
 const NUMERIC_READERS = {
@@ -98,6 +103,7 @@ export class DataSet {
   elementText(el: Element): string {
     if (el.length === 0 || el.undefinedLength) return '';
     const decoded = this.charset.decode(this.valueBytes(el), el.vr);
+    if (el.fromUN) return decoded.replace(/\0$/, '');
     return trimValue(decoded, el.vr, SINGLE_TEXT_VRS.has(el.vr));
   }
 
@@ -111,6 +117,7 @@ export class DataSet {
   elementStrings(el: Element): string[] {
     if (el.length === 0 || el.undefinedLength) return [];
     const decoded = this.charset.decode(this.valueBytes(el), el.vr);
+    if (el.fromUN) return decoded.replace(/\0$/, '').split('\\');
     if (SINGLE_TEXT_VRS.has(el.vr)) return [trimValue(decoded, el.vr, true)];
     return decoded.split('\\').map((v) => trimValue(v, el.vr, false));
   }

@@ -6,7 +6,7 @@
  *   `simplify` (`{"PatientName": "..."}`) and `short` (`{"0010,0010": "..."}`).
  */
 import type { DataSet, Element } from './dataset.js';
-import { BINARY_VRS, isNumericVr } from './dataset.js';
+import { BINARY_VRS, STRING_VRS, isNumericVr } from './dataset.js';
 import { keywordOf } from './dictionary.js';
 import { formatTagJson, formatTagOrthanc, isPrivateTag, type Tag } from './tag.js';
 
@@ -95,6 +95,8 @@ export function datasetToDicomJson(ds: DataSet, options: DicomJsonOptions = {}, 
 
 // ------------------------------------------------------------------ Orthanc formats
 
+const DATA_SET_TRAILING_PADDING = 0xfffcfffc;
+
 export type OrthancTagsFormat = 'full' | 'simplify' | 'short';
 
 /** Orthanc's ORTHANC_MAXIMUM_TAG_LENGTH: longer values are reported as `TooLong` (null). */
@@ -102,30 +104,115 @@ export const ORTHANC_MAXIMUM_TAG_LENGTH = 256;
 
 type LeafValue = { type: 'String'; value: string } | { type: 'Null' } | { type: 'TooLong' };
 
-/** Orthanc's text form of a leaf element (numbers and strings joined by backslashes; binary -> Null). */
+/** The exact decimal digits of a finite, non-zero |x| and the power of ten of the first one (x = 0.d1d2... x 10^(e+1)). */
+function exactDigits(x: number): { digits: string; exponent: number } {
+  const view = new DataView(new ArrayBuffer(8));
+  view.setFloat64(0, Math.abs(x));
+  const high = view.getUint32(0);
+  const biased = (high >>> 20) & 0x7ff;
+  let mantissa = (BigInt(high & 0xfffff) << 32n) | BigInt(view.getUint32(4));
+  let exp2 = -1074;
+  if (biased !== 0) {
+    mantissa |= 1n << 52n;
+    exp2 = biased - 1075;
+  }
+  // |x| = mantissa * 2^exp2 = mantissa * 5^-exp2 / 10^-exp2 when exp2 < 0: exact in decimal.
+  const digits = exp2 >= 0 ? (mantissa << BigInt(exp2)).toString() : (mantissa * 5n ** BigInt(-exp2)).toString();
+  const decimals = Math.max(0, -exp2);
+  return { digits, exponent: digits.length - 1 - decimals };
+}
+
+/**
+ * A binary floating-point number as C's `%.17g` writes it, which is how Orthanc (through DCMTK) prints FL and FD
+ * values: 17 significant digits rounded half to even from the exact value, trailing zeros removed, exponent form
+ * below 1e-4 and from 1e17 on.
+ */
+export function formatFloat17(x: number): string {
+  if (Number.isNaN(x)) return 'nan';
+  if (!Number.isFinite(x)) return x > 0 ? 'inf' : '-inf';
+  if (x === 0) return Object.is(x, -0) ? '-0' : '0';
+  const PRECISION = 17;
+  let { digits, exponent } = exactDigits(x);
+  digits = digits.replace(/0+$/, '') || '0';
+  if (digits.length > PRECISION) {
+    const rest = digits.slice(PRECISION);
+    let head = BigInt(digits.slice(0, PRECISION));
+    // Round half to even: exactly half way only when the dropped digits are 5 then zeros.
+    const up = rest[0]! > '5' || (rest[0] === '5' && (!/^50*$/.test(rest) || head % 2n === 1n));
+    if (up) head += 1n;
+    digits = head.toString();
+    if (digits.length > PRECISION) {
+      digits = digits.slice(0, PRECISION);
+      exponent += 1;
+    }
+    digits = digits.replace(/0+$/, '') || '0';
+  }
+  const sign = x < 0 ? '-' : '';
+  if (exponent < -4 || exponent >= PRECISION) {
+    const mantissa = digits.length > 1 ? `${digits[0]}.${digits.slice(1)}` : digits;
+    return `${sign}${mantissa}e${exponent < 0 ? '-' : '+'}${String(Math.abs(exponent)).padStart(2, '0')}`;
+  }
+  if (exponent < 0) return `${sign}0.${'0'.repeat(-exponent - 1)}${digits}`;
+  const integer = digits.slice(0, exponent + 1).padEnd(exponent + 1, '0');
+  const fraction = digits.slice(exponent + 1);
+  return fraction ? `${sign}${integer}.${fraction}` : `${sign}${integer}`;
+}
+
+/**
+ * The text Orthanc shows for a string element: the whole value (backslashes included) up to its first NUL,
+ * decoded, with trailing spaces removed and leading spaces kept (DCMTK's padding rules). A value that was sent as
+ * UN (CP-246) keeps its padding.
+ */
+function orthancText(ds: DataSet, el: Element): string {
+  if (el.fromUN) return ds.elementText(el);
+  let bytes = ds.valueBytes(el);
+  const nul = bytes.indexOf(0);
+  if (nul >= 0) bytes = bytes.subarray(0, nul);
+  return ds.charset.decode(bytes, el.vr).replace(/ +$/, '');
+}
+
+/**
+ * Orthanc's text form of a leaf element: strings as stored (see `orthancText`), binary numbers joined by
+ * backslashes (FL/FD as `%.17g`), AT as `gggg,eeee`; binary values, SV/UV, empty binary numbers and public tags
+ * sent as UN whose dictionary VR is not a string -> Null; text longer than `maxStringLength` UTF-8 bytes ->
+ * TooLong.
+ */
 export function orthancLeafValue(ds: DataSet, el: Element, maxStringLength = ORTHANC_MAXIMUM_TAG_LENGTH): LeafValue {
   let text: string;
   if (BINARY_VRS.has(el.vr) || el.fragments || el.undefinedLength) return { type: 'Null' };
-  if (el.length === 0) text = '';
-  else if (el.vr === 'AT') text = ds.elementTags(el).map(formatTagOrthanc).join('\\');
-  else if (isNumericVr(el.vr)) text = ds.elementNumbers(el).join('\\');
-  else text = ds.elementStrings(el).join('\\');
+  if (el.fromUN && !STRING_VRS.has(el.vr)) return { type: 'Null' };
+  if (el.vr === 'SV' || el.vr === 'UV') return { type: 'Null' };
+  if (el.vr === 'AT' || isNumericVr(el.vr)) {
+    if (el.length === 0) return { type: 'Null' };
+    if (el.vr === 'AT') text = ds.elementTags(el).map(formatTagOrthanc).join('\\');
+    else if (el.vr === 'FL' || el.vr === 'FD') text = ds.elementNumbers(el).map(formatFloat17).join('\\');
+    else text = ds.elementNumbers(el).join('\\');
+  } else if (el.length === 0) {
+    text = '';
+  } else {
+    text = orthancText(ds, el);
+  }
   if (maxStringLength > 0 && Buffer.byteLength(text, 'utf8') > maxStringLength) return { type: 'TooLong' };
   return { type: 'String', value: text };
 }
 
-/** The private creator of a private tag, when the dataset declares it. */
+/**
+ * The private creator of a private tag, when the dataset declares it. Like Orthanc (DCMTK), a creator that was
+ * sent as UN is not used.
+ */
 function privateCreator(ds: DataSet, tag: Tag): string | undefined {
   const element = tag & 0xffff;
   if (element < 0x1000) return undefined;
   const creatorTag = ((tag & 0xffff0000) | (element >>> 8)) >>> 0;
-  return ds.has(creatorTag) ? ds.string(creatorTag) : undefined;
+  const creator = ds.get(creatorTag);
+  return creator && !creator.fromUN ? ds.string(creatorTag) : undefined;
 }
 
 function tagName(tag: Tag): string {
   const keyword = keywordOf(tag);
   if (keyword) return keyword;
   const element = tag & 0xffff;
+  if (isPrivateTag(tag) && element === 0) return 'PrivateGroupLength';
   if (isPrivateTag(tag) && element >= 0x0010 && element <= 0x00ff) return 'PrivateCreator';
   return 'Unknown Tag & Data';
 }
@@ -146,7 +233,8 @@ export function datasetToOrthancJson(
   const maxLength = options.maxStringLength ?? ORTHANC_MAXIMUM_TAG_LENGTH;
   const tags = [...ds.elements.keys()].sort((a, b) => a - b);
   for (const tag of tags) {
-    if (tag >>> 16 === 0x0002 || options.omit?.(tag)) continue;
+    // Orthanc shows neither the meta header nor the Data Set Trailing Padding (FFFC,FFFC).
+    if (tag >>> 16 === 0x0002 || tag === DATA_SET_TRAILING_PADDING || options.omit?.(tag)) continue;
     const el = ds.elements.get(tag)!;
     const key = format === 'simplify' ? (keywordOf(tag) ?? formatTagOrthanc(tag)) : formatTagOrthanc(tag);
     if (el.items || el.vr === 'SQ') {

@@ -47,6 +47,8 @@ export interface ParsedDicom {
   pixelDataEnd?: number;
   /** The file ended inside an element; what was readable is kept. */
   truncated: boolean;
+  /** The dataset is not encoded as its meta header says (explicit/implicit VR); it was read as found. */
+  encodingMismatch: boolean;
   warnings: string[];
 }
 
@@ -121,10 +123,28 @@ function detectEncoding(bytes: Buffer, position: number, declared: string): stri
   return declared;
 }
 
+/** VRs added to PS3.5 after dicom-parser's table was written; like OB, they have 2 reserved bytes and a 4-byte length. */
+const VRS_UNKNOWN_TO_DICOM_PARSER = new Set(['OV', 'SV', 'UV']);
+
+/**
+ * dicom-parser reads a 2-byte length for the VRs it does not know, so an OV, SV or UV element (e.g. the Extended
+ * Offset Table) derails the rest of the dataset. The stream reports them as UN, whose header has the same layout;
+ * `convertDataSet` restores the VR from the file. Only this stream instance is changed, and dicom-parser reads a
+ * 2-character string from it only for explicit VRs.
+ */
+function reportLongVrsAsUn(stream: dicomParser.ByteStream): void {
+  const read = stream.readFixedString.bind(stream);
+  stream.readFixedString = (length: number): string => {
+    const text = read(length);
+    return length === 2 && VRS_UNKNOWN_TO_DICOM_PARSER.has(text) ? 'UN' : text;
+  };
+}
+
 function parseDataSet(bytes: Buffer, position: number, ts: string, untilPixelData: boolean): ParseOutcome {
   const syntax = transferSyntax(ts);
   const parser = syntax.littleEndian ? dicomParser.littleEndianByteArrayParser : dicomParser.bigEndianByteArrayParser;
   const stream = new dicomParser.ByteStream(parser, bytes, position);
+  if (syntax.explicitVr) reportLongVrsAsUn(stream);
   const dp = new (dicomParser as unknown as { DataSet: new (p: unknown, b: Buffer, e: object) => DpDataSet }).DataSet(
     parser,
     bytes,
@@ -160,18 +180,31 @@ function convertDataSet(dp: DpDataSet, ctx: ConvertContext, charset: CharsetDeco
   const elements = new Map<Tag, Element>();
   const ds = new DataSet(ctx.bytes, ctx.littleEndian, ctx.explicitVr, elements, charset);
   for (const key of Object.keys(dp.elements)) {
+    // dicom-parser keeps the Item Delimitation Item (FFFE,E00D) of an undefined-length item as one of its
+    // elements: it is encoding, not data (PS3.5 §7.5.2).
+    if (key.startsWith('xfffe')) continue;
     const src = dp.elements[key] as DpElement;
     const tag = keyToTag(key);
     let vr = src.vr;
+    if (vr === 'UN' && ctx.explicitVr && src.dataOffset >= 8) {
+      // See `reportLongVrsAsUn`: the VR written in the file is 8 bytes before the value.
+      const written = ctx.bytes.toString('latin1', src.dataOffset - 8, src.dataOffset - 6);
+      if (VRS_UNKNOWN_TO_DICOM_PARSER.has(written)) vr = written;
+    }
     if (!vr || !ctx.explicitVr) {
       if (src.items) vr = 'SQ';
       else vr = lookupTag(tag)?.vr ?? (isPrivateCreator(tag) ? 'LO' : 'UN');
     }
     const undefinedLength = src.hadUndefinedLength === true;
+    let unKnown = false;
     if (vr === 'UN' && !undefinedLength && !src.items) {
-      // CP-246: a public tag sent as UN is read with its dictionary VR (as Orthanc and DCMTK do).
-      const known = lookupTag(tag)?.vr;
-      if (known && known !== 'UN' && known !== 'SQ') vr = known;
+      // CP-246: a public tag sent as UN is read with its dictionary VR (as Orthanc and DCMTK do); a private
+      // creator with LO, the VR PS3.5 §7.8.1 gives it.
+      const known = lookupTag(tag)?.vr ?? (isPrivateCreator(tag) ? 'LO' : undefined);
+      if (known && known !== 'UN' && known !== 'SQ') {
+        vr = known;
+        unKnown = true;
+      }
     }
     let length = src.length;
     if (undefinedLength) length = 0;
@@ -183,6 +216,7 @@ function convertDataSet(dp: DpDataSet, ctx: ConvertContext, charset: CharsetDeco
       ctx.truncated = true;
     }
     const el: Element = { tag, vr, offset: src.dataOffset, length, undefinedLength };
+    if (unKnown) el.fromUN = true;
     if (undefinedLength && !src.items && src.fragments === undefined && src.length !== 0xffffffff) {
       // dicom-parser found the delimiter: `length` is the real length of an undefined-length non-sequence value.
       el.length = Math.min(src.length, ctx.bytes.length - src.dataOffset);
@@ -311,6 +345,7 @@ export function readPart10(input: Buffer, options: ReadOptions = {}): ParsedDico
         ? pixel.dataOffset + pixel.length
         : undefined,
     truncated: ctx.truncated,
+    encodingMismatch: encoding !== ts,
     warnings: warnings.concat(outcome.dp.warnings ?? []),
   };
 }

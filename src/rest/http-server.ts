@@ -83,6 +83,16 @@ export function buildHttpServer(ctx: AppContext): FastifyInstance {
     return undefined;
   });
 
+  // While stopping, answers to requests still in flight close their connection, so the process can exit at once.
+  let closing = false;
+  app.addHook('preClose', async () => {
+    closing = true;
+  });
+  app.addHook('onSend', async (_request, reply, payload) => {
+    if (closing) reply.header('Connection', 'close');
+    return payload;
+  });
+
   app.addHook('onResponse', async (request, reply) => {
     log.verbose(`${request.method} ${request.url} -> ${reply.statusCode}`);
   });

@@ -8,19 +8,22 @@ import { join } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PacsError } from '../core/errors.js';
 import type { PendingWrite, StorageArea } from './storage-area.js';
+import { WriterPool } from './writer-pool.js';
 
 const UUID_RE = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
 
 export class FilesystemStorage implements StorageArea {
   private readonly tmpDir: string;
   private readonly knownDirs = new Set<string>();
+  private readonly writers: WriterPool;
 
   constructor(
     readonly root: string,
-    private readonly options: { sync: boolean } = { sync: true },
+    private readonly options: { sync: boolean; writerThreads?: number } = { sync: true },
   ) {
     this.tmpDir = join(root, '.pacsnode-tmp');
     mkdirSync(this.tmpDir, { recursive: true });
+    this.writers = new WriterPool(options.writerThreads ?? 4);
   }
 
   get description(): string {
@@ -37,24 +40,41 @@ export class FilesystemStorage implements StorageArea {
     const finalPath = this.pathOf(uuid);
     const tmpPath = join(this.tmpDir, uuid);
     const dir = join(this.root, uuid.slice(0, 2), uuid.slice(2, 4));
-    const handle = await open(tmpPath, 'wx');
-    let fh: FileHandle | undefined = handle;
+    const sync = this.options.sync;
+    // Nothing is opened until the first write: `writeAll` hands a whole file to a writer thread at once.
+    let fh: FileHandle | undefined;
+    let opened = false;
+    let finished = false;
     let size = 0;
     let published = false;
-    const sync = this.options.sync;
-    const ensureDir = () => {
+    const ensureDir = async () => {
+      // The final folder is made before the commit, so that publish() is a bare rename.
       if (!this.knownDirs.has(dir)) {
-        mkdirSync(dir, { recursive: true });
+        await mkdir(dir, { recursive: true });
         this.knownDirs.add(dir);
       }
     };
     return {
       uuid,
+      writeAll: async (data: Buffer) => {
+        if (opened || finished) throw new PacsError('CannotWriteFile', 'writeAll on a started write');
+        opened = true;
+        const newDir = this.knownDirs.has(dir) ? undefined : dir;
+        await this.writers.write(tmpPath, data, sync, newDir);
+        if (newDir) this.knownDirs.add(dir);
+        size = data.length;
+        finished = true;
+      },
       write: async (chunk: Buffer) => {
-        if (!fh) throw new PacsError('CannotWriteFile', 'write after finish');
+        if (finished) throw new PacsError('CannotWriteFile', 'write after finish');
+        if (!opened) {
+          opened = true;
+          await ensureDir();
+          fh = await open(tmpPath, 'wx');
+        }
         let offset = 0;
         while (offset < chunk.length) {
-          const { bytesWritten } = await fh.write(chunk, offset, chunk.length - offset, size);
+          const { bytesWritten } = await fh!.write(chunk, offset, chunk.length - offset, size);
           offset += bytesWritten;
           size += bytesWritten;
         }
@@ -65,6 +85,7 @@ export class FilesystemStorage implements StorageArea {
           await fh.close();
           fh = undefined;
         }
+        finished = true;
         return size;
       },
       readRange: async (start: number, length: number) => {
@@ -79,7 +100,6 @@ export class FilesystemStorage implements StorageArea {
       },
       publish: () => {
         if (published) return;
-        ensureDir();
         renameSync(tmpPath, finalPath);
         published = true;
       },
@@ -88,9 +108,14 @@ export class FilesystemStorage implements StorageArea {
           await fh.close().catch(() => undefined);
           fh = undefined;
         }
-        if (!published) await rm(tmpPath, { force: true });
+        if (opened && !published) await rm(tmpPath, { force: true });
       },
     };
+  }
+
+  /** Stops the writer threads. */
+  async close(): Promise<void> {
+    await this.writers.close();
   }
 
   async read(uuid: string): Promise<Buffer> {

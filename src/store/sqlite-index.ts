@@ -148,6 +148,8 @@ export interface StoreOutcome {
   created: Level[];
   /** Public IDs of the patients removed by recycling. */
   recycledPatients: string[];
+  /** Files were queued in pending_files (an overwritten instance, recycled patients). */
+  queuedFiles: boolean;
 }
 
 export interface DeleteOutcome {
@@ -270,17 +272,28 @@ function literalPrefix(pattern: string): string {
   return i < 0 ? pattern : pattern.slice(0, i);
 }
 
-/** The smallest string greater than every string starting with `prefix`. */
-function prefixUpperBound(prefix: string): string {
-  const last = prefix.charCodeAt(prefix.length - 1);
-  return prefix.slice(0, -1) + String.fromCharCode(last + 1);
+/**
+ * The smallest string greater than every string starting with `prefix`, in SQLite's BINARY order (UTF-8 bytes,
+ * i.e. code points): the last code point is incremented, by code point and not by UTF-16 unit (a surrogate pair
+ * ending in U+DFFF or a lone surrogate would sort below the prefix). Undefined when there is no such string.
+ */
+function prefixUpperBound(prefix: string): string | undefined {
+  const chars = Array.from(prefix);
+  while (chars.length > 0) {
+    const cp = chars.pop()!.codePointAt(0)!;
+    if (cp < 0x10ffff) return chars.join('') + String.fromCodePoint(cp + 1 === 0xd800 ? 0xe000 : cp + 1);
+  }
+  return undefined;
 }
 
 export class SqliteIndex {
   readonly db: Database.Database;
   private readonly stmts: Record<string, Statement> = {};
 
-  /** `path` is a file, or `:memory:` for tests. */
+  /**
+   * `path` is a file, or `:memory:` for tests. `synchronous` NORMAL (default) keeps WAL commits off the disk's
+   * flush path: safe against a process crash; FULL also survives a power loss, at one fsync per commit.
+   */
   constructor(path: string, options: { synchronous?: 'NORMAL' | 'FULL' } = {}) {
     this.db = new Database(path);
     this.db.pragma('journal_mode = WAL');
@@ -426,6 +439,7 @@ export class SqliteIndex {
   /** Distinct values of a main tag among the descendants at `targetLevel` (e.g. ModalitiesInStudy). */
   distinctDescendantValues(ids: readonly number[], level: Level, targetLevel: Level, tag: Tag): Map<number, string[]> {
     const out = new Map<number, string[]>(ids.map((id) => [id, []]));
+    if (targetLevel <= level) return out; // no descendants there (the SQL below would name a table d0)
     for (const chunk of chunks(ids, 500)) {
       let sql = `SELECT d1.parent_id AS root, t.value AS value FROM resources d1`;
       for (let k = 2; k <= targetLevel - level; k++) sql += ` JOIN resources d${k} ON d${k}.parent_id = d${k - 1}.id`;
@@ -532,6 +546,7 @@ export class SqliteIndex {
           internalIds: chain as [number, number, number, number],
           created,
           recycledPatients: [],
+          queuedFiles: false,
         };
       }
       // Overwrite: the old instance goes (its file is queued for removal by the trigger), its parents stay.
@@ -597,6 +612,7 @@ export class SqliteIndex {
       internalIds: internalIds as [number, number, number, number],
       created,
       recycledPatients,
+      queuedFiles: existing !== undefined || recycledPatients.length > 0,
     };
   }
 
@@ -954,7 +970,10 @@ function buildLookupSql(
   for (const c of constraints) if (c.level < level) maxUp = Math.max(maxUp, level - c.level);
   let sql = `SELECT a0.id AS id, a0.level AS level, a0.public_id AS public_id, a0.parent_id AS parent_id FROM resources a0`;
   for (let k = 1; k <= maxUp; k++) sql += ` JOIN resources a${k} ON a${k}.id = a${k - 1}.parent_id`;
-  const where: string[] = ['a0.level = ?'];
+  // With a constraint on an ancestor, `+` keeps SQLite from driving the query by the level index (a scan of
+  // every resource of the level, e.g. every instance for an instance query within one series): it starts from
+  // the ancestors the constraint selects and goes down through resources_parent.
+  const where: string[] = [maxUp > 0 ? '+a0.level = ?' : 'a0.level = ?'];
   params.push(level);
   for (const c of constraints) {
     const match = matchSql(c, params);
@@ -1025,8 +1044,9 @@ function matchSql(c: IndexConstraint, params: unknown[]): string {
       const prefix = literalPrefix(normPattern);
       let sql = `tag = ?`;
       if (prefix !== '') {
-        sql += ` AND norm >= ? AND norm < ?`;
-        params.push(prefix, prefixUpperBound(prefix));
+        const upper = prefixUpperBound(prefix);
+        sql += upper === undefined ? ` AND norm >= ?` : ` AND norm >= ? AND norm < ?`;
+        params.push(prefix, ...(upper === undefined ? [] : [upper]));
       }
       if (normPattern !== '*') {
         sql += ` AND norm GLOB ?`;

@@ -7,6 +7,8 @@ import type { Readable } from 'node:stream';
 
 export interface PendingWrite {
   readonly uuid: string;
+  /** Writes the whole content and finishes, in one step (the fast path for inputs already in memory). */
+  writeAll(data: Buffer): Promise<void>;
   /** Appends bytes; resolves once the OS accepted them (back-pressure for the producer). */
   write(chunk: Buffer): Promise<void>;
   /** Flushes (fsync when the area is durable) and closes; resolves with the number of bytes written. */
@@ -33,4 +35,6 @@ export interface StorageArea {
   recover(isKnown: (uuid: string) => boolean): Promise<{ published: number; discarded: number }>;
   /** A human-readable location, for logs. */
   readonly description: string;
+  /** Releases resources (threads, handles). */
+  close(): Promise<void>;
 }

@@ -128,6 +128,7 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     if (this.stabilityTimer) clearInterval(this.stabilityTimer);
     while (this.inFlight.size > 0) await Promise.allSettled([...this.inFlight]);
     await this.flushing;
+    await this.storage.close();
   }
 
   get mainDicomTagsPerLevel(): readonly (readonly Tag[])[] {
@@ -150,42 +151,47 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     const uuid = randomUUID();
     const pending = await this.storage.begin(uuid);
     try {
-      const spooled = Buffer.isBuffer(input) ? await this.spoolBuffer(pending, input) : await this.spoolStream(pending, input);
+      const spooled = Buffer.isBuffer(input) ? inMemory(input) : await this.spoolStream(pending, input);
       let parsed = await this.parseHead(spooled, pending);
       if (parsed.truncated || (parsed.pixelDataEnd !== undefined && parsed.pixelDataEnd > spooled.size)) {
         throw new DicomFormatError(`truncated DICOM file (${spooled.size} bytes): refused, nothing stored`);
       }
-      let prefix: Buffer | undefined;
-      if (!parsed.hasMetaHeader) {
-        // A bare dataset gets a meta header; the dataset bytes themselves are kept as received.
-        prefix = buildMetaHeader({
-          sopClassUid: parsed.dataset.string(Tags.SOPClassUID) ?? '',
-          sopInstanceUid: parsed.dataset.string(Tags.SOPInstanceUID) ?? '',
-          transferSyntaxUid: parsed.transferSyntaxUid,
-        });
+      if (parsed.encodingMismatch) {
+        throw new DicomFormatError(
+          `the dataset is not encoded as its meta header's transfer syntax (${parsed.transferSyntaxUid}) says: refused, nothing stored`,
+        );
       }
       const info = this.describe(parsed);
       const ids = publicIds(info.identifiers);
       const publicIdList = [ids.patient, ids.study, ids.series, ids.instance] as const;
 
-      // Cheap early exit: an already stored instance is not written again.
+      // Cheap early exit: an already stored instance is not written at all.
       if (!this.options.overwriteInstances && this.index.findByPublicId(ids.instance)) {
         await pending.abort();
         return this.result(ids.instance, 'AlreadyStored');
       }
 
+      // A bare dataset gets a meta header; the dataset bytes themselves are kept as received.
+      const prefix = parsed.hasMetaHeader
+        ? undefined
+        : buildMetaHeader({
+            sopClassUid: info.sopClassUid,
+            sopInstanceUid: info.identifiers.sopInstanceUid,
+            transferSyntaxUid: parsed.transferSyntaxUid,
+          });
       let attachment: Omit<AttachmentInfo, 'revision'>;
-      let finalPending = pending;
-      if (prefix || this.options.storageCompression) {
-        // Rewrite the spool: meta header in front, and/or zlib compression (Orthanc's format).
-        const whole = Buffer.isBuffer(spooled.whole) ? spooled.whole : await pending.readRange(0, spooled.size);
+      if (spooled.whole || prefix || this.options.storageCompression) {
+        const whole = spooled.whole ?? (await pending.readRange(0, spooled.size));
         const content = prefix ? Buffer.concat([prefix, whole]) : whole;
-        const md5 = createHash('md5').update(content).digest('hex');
-        await pending.abort();
-        finalPending = await this.storage.begin(uuid);
+        const md5 = prefix ? createHash('md5').update(content).digest('hex') : spooled.md5;
         const stored = this.options.storageCompression ? compressOrthanc(content) : content;
-        await finalPending.write(stored);
-        await finalPending.finish();
+        let target = pending;
+        if (!spooled.whole) {
+          // The spool holds the raw input: replace it with the final content.
+          await pending.abort();
+          target = await this.storage.begin(uuid);
+        }
+        await target.writeAll(stored);
         attachment = {
           contentType: DICOM_ATTACHMENT,
           uuid,
@@ -198,79 +204,90 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
         if (prefix && parsed.pixelDataOffset !== undefined) {
           parsed = { ...parsed, pixelDataOffset: parsed.pixelDataOffset + prefix.length };
         }
-      } else {
-        await pending.finish();
-        attachment = {
-          contentType: DICOM_ATTACHMENT,
-          uuid,
-          compressedSize: spooled.size,
-          uncompressedSize: spooled.size,
-          compression: 1,
-          uncompressedMd5: spooled.md5,
-          compressedMd5: spooled.md5,
-        };
+        return await this.commit(target, parsed, info, ids, publicIdList, attachment, origin);
       }
-
-      const now = isoNow();
-      const metadata = new Map<number, string>([
-        [MetadataType.ReceptionDate, now],
-        [MetadataType.Origin, ORIGIN_NAMES[origin.kind]],
-        [MetadataType.TransferSyntax, parsed.transferSyntaxUid],
-        [MetadataType.SopClassUid, info.sopClassUid],
-        [MetadataType.RemoteIP, origin.remoteIp ?? ''],
-      ]);
-      if (origin.kind === 'dimse') {
-        metadata.set(MetadataType.RemoteAET, origin.remoteAet);
-        metadata.set(MetadataType.CalledAET, origin.calledAet);
-      }
-      if (origin.kind === 'rest') metadata.set(MetadataType.HttpUsername, origin.httpUsername ?? '');
-      if (parsed.pixelDataOffset !== undefined) metadata.set(MetadataType.PixelDataOffset, String(parsed.pixelDataOffset));
-
-      let outcome;
-      try {
-        outcome = this.index.storeInstance({
-          publicIds: publicIdList,
-          mainTags: info.mainTags,
-          metadata,
-          attachment,
-          overwrite: this.options.overwriteInstances,
-          limits: this.options.limits,
-          now,
-        });
-        if (outcome.status === 'Success') finalPending.publish();
-      } catch (e) {
-        await finalPending.abort();
-        throw e;
-      }
-      if (outcome.status === 'AlreadyStored') {
-        await finalPending.abort();
-        return this.result(ids.instance, 'AlreadyStored');
-      }
-      if (outcome.recycledPatients.length > 0) {
-        log.info(`recycled ${outcome.recycledPatients.length} patient(s) to respect the storage limits`);
-      }
-      // Overwrite or recycling queued old files for removal: remove them before answering.
-      if (this.index.pendingFiles(1).length > 0) {
-        this.scheduleFlush();
-        await this.flushing;
-      }
-      const result = this.result(ids.instance, 'Success', ids);
-      const levels = [Level.Patient, Level.Study, Level.Series] as const;
-      const touched = Date.now();
-      for (const level of levels) {
-        this.unstable.set(outcome.internalIds[level], { level, publicId: publicIdList[level], touched });
-      }
-      for (const level of [...outcome.created].reverse()) {
-        const changeType = [ChangeType.NewPatient, ChangeType.NewStudy, ChangeType.NewSeries, ChangeType.NewInstance][level]!;
-        this.emit('change', { changeType, level, publicId: publicIdList[level] });
-      }
-      this.emit('stored', { result, origin, created: outcome.created });
-      log.debug(`stored instance ${ids.instance} (${parsed.transferSyntaxUid})`);
-      return result;
+      await pending.finish();
+      attachment = {
+        contentType: DICOM_ATTACHMENT,
+        uuid,
+        compressedSize: spooled.size,
+        uncompressedSize: spooled.size,
+        compression: 1,
+        uncompressedMd5: spooled.md5,
+        compressedMd5: spooled.md5,
+      };
+      return await this.commit(pending, parsed, info, ids, publicIdList, attachment, origin);
     } catch (e) {
       await pending.abort().catch(() => undefined);
       throw e;
     }
+  }
+
+  /** The index transaction, then the publication of the file in the same tick. */
+  private async commit(
+    pending: PendingWrite,
+    parsed: ParsedDicom,
+    info: ReturnType<DicomStore['describe']>,
+    ids: ReturnType<typeof publicIds>,
+    publicIdList: readonly [string, string, string, string],
+    attachment: Omit<AttachmentInfo, 'revision'>,
+    origin: Origin,
+  ): Promise<StoreResult> {
+    const now = isoNow();
+    const metadata = new Map<number, string>([
+      [MetadataType.ReceptionDate, now],
+      [MetadataType.Origin, ORIGIN_NAMES[origin.kind]],
+      [MetadataType.TransferSyntax, parsed.transferSyntaxUid],
+      [MetadataType.SopClassUid, info.sopClassUid],
+      [MetadataType.RemoteIP, origin.remoteIp ?? ''],
+    ]);
+    if (origin.kind === 'dimse') {
+      metadata.set(MetadataType.RemoteAET, origin.remoteAet);
+      metadata.set(MetadataType.CalledAET, origin.calledAet);
+    }
+    if (origin.kind === 'rest') metadata.set(MetadataType.HttpUsername, origin.httpUsername ?? '');
+    if (parsed.pixelDataOffset !== undefined) metadata.set(MetadataType.PixelDataOffset, String(parsed.pixelDataOffset));
+
+    let outcome;
+    try {
+      outcome = this.index.storeInstance({
+        publicIds: publicIdList,
+        mainTags: info.mainTags,
+        metadata,
+        attachment,
+        overwrite: this.options.overwriteInstances,
+        limits: this.options.limits,
+        now,
+      });
+      if (outcome.status === 'Success') pending.publish();
+    } catch (e) {
+      await pending.abort();
+      throw e;
+    }
+    if (outcome.status === 'AlreadyStored') {
+      await pending.abort();
+      return this.result(ids.instance, 'AlreadyStored');
+    }
+    if (outcome.recycledPatients.length > 0) {
+      log.info(`recycled ${outcome.recycledPatients.length} patient(s) to respect the storage limits`);
+    }
+    // Overwrite or recycling queued old files for removal: remove them before answering.
+    if (outcome.queuedFiles) {
+      this.scheduleFlush();
+      await this.flushing;
+    }
+    const result = this.result(ids.instance, 'Success', ids);
+    const touched = Date.now();
+    for (const level of [Level.Patient, Level.Study, Level.Series] as const) {
+      this.unstable.set(outcome.internalIds[level], { level, publicId: publicIdList[level], touched });
+    }
+    for (const level of [...outcome.created].reverse()) {
+      const changeType = [ChangeType.NewPatient, ChangeType.NewStudy, ChangeType.NewSeries, ChangeType.NewInstance][level]!;
+      this.emit('change', { changeType, level, publicId: publicIdList[level] });
+    }
+    this.emit('stored', { result, origin, created: outcome.created });
+    log.debug(`stored instance ${ids.instance} (${parsed.transferSyntaxUid})`);
+    return result;
   }
 
   private result(instanceId: string, status: StoreStatus, ids?: { patient: string; study: string; series: string }): StoreResult {
@@ -290,28 +307,30 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     };
   }
 
-  private async spoolBuffer(pending: PendingWrite, input: Buffer): Promise<Spooled> {
-    await pending.write(input);
-    return { whole: input, head: input, size: input.length, md5: createHash('md5').update(input).digest('hex') };
-  }
-
   private async spoolStream(pending: PendingWrite, input: Readable): Promise<Spooled> {
     const md5 = createHash('md5');
     const headChunks: Buffer[] = [];
     let headSize = 0;
     let size = 0;
+    // Small inputs (nearly all) stay in memory and are written later in one call; larger ones stream to the spool.
+    let spooling = false;
     for await (const chunk of input as AsyncIterable<Buffer | string>) {
       const buf = typeof chunk === 'string' ? Buffer.from(chunk) : chunk;
       md5.update(buf);
-      if (headSize < HEAD_IN_MEMORY) {
+      size += buf.length;
+      if (!spooling) {
         headChunks.push(buf);
         headSize += buf.length;
+        if (headSize > HEAD_IN_MEMORY) {
+          spooling = true;
+          await pending.write(Buffer.concat(headChunks));
+        }
+      } else {
+        await pending.write(buf);
       }
-      size += buf.length;
-      await pending.write(buf);
     }
     const head = Buffer.concat(headChunks);
-    return { whole: size === head.length ? head : undefined, head, size, md5: md5.digest('hex') };
+    return { whole: spooling ? undefined : head, head, size, md5: md5.digest('hex') };
   }
 
   /** Parses up to the pixel data, re-reading a growing head from the spool for large files. */
@@ -439,6 +458,10 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       this.emit('change', { changeType, level: entry.level, publicId: entry.publicId });
     }
   }
+}
+
+function inMemory(input: Buffer): Spooled {
+  return { whole: input, head: input, size: input.length, md5: createHash('md5').update(input).digest('hex') };
 }
 
 interface Spooled {
