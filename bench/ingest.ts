@@ -41,6 +41,12 @@ function vmHwmMb(pid: number): number {
   return m ? Number(m[1]) / 1024 : NaN;
 }
 
+/** CPU time (user + system, all threads) of a process, in ms. */
+function cpuMs(pid: number): number {
+  const fields = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]!.split(' ');
+  return ((Number(fields[11]) + Number(fields[12])) * 1000) / 100; // utime, stime in clock ticks (100 Hz)
+}
+
 function resetHwm(pid: number): void {
   try {
     writeFileSync(`/proc/${pid}/clear_refs`, '5');
@@ -122,15 +128,17 @@ async function startOrthanc(dir: string): Promise<Target> {
   };
 }
 
-async function measure(target: Target, files: Buffer[]): Promise<{ rate: number; rss: number }[]> {
-  const results: { rate: number; rss: number }[] = [];
+async function measure(target: Target, files: Buffer[]): Promise<{ rate: number; rss: number; cpu: number }[]> {
+  const results: { rate: number; rss: number; cpu: number }[] = [];
   for (let run = 0; run < RUNS; run++) {
     await clear(target.url);
     resetHwm(target.pid);
+    const cpu0 = cpuMs(target.pid);
     const ms = await ingest(target.url, files);
+    const cpu = (cpuMs(target.pid) - cpu0) / files.length;
     const stored = await count(target.url);
     if (stored !== files.length) throw new Error(`${target.name}: ${stored} instances stored, expected ${files.length}`);
-    results.push({ rate: (files.length * 1000) / ms, rss: vmHwmMb(target.pid) });
+    results.push({ rate: (files.length * 1000) / ms, rss: vmHwmMb(target.pid), cpu });
   }
   return results;
 }
@@ -157,7 +165,8 @@ async function main(): Promise<void> {
         summary[target.name] = rate;
         console.log(
           `${target.name.padEnd(9)} POST /instances: median ${rate.toFixed(0)} instances/s (${((rate * mb) / files.length).toFixed(1)} MB/s) ` +
-            `[${results.map((r) => r.rate.toFixed(0)).join(', ')}], peak RSS ${Math.max(...results.map((r) => r.rss)).toFixed(0)} MB`,
+            `[${results.map((r) => r.rate.toFixed(0)).join(', ')}], server CPU ${median(results.map((r) => r.cpu)).toFixed(2)} ms/instance, ` +
+            `peak RSS ${Math.max(...results.map((r) => r.rss)).toFixed(0)} MB`,
         );
       } finally {
         await target.stop();

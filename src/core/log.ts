@@ -23,15 +23,30 @@ function initialLevel(): string {
   return process.env.npm_lifecycle_event === 'test' ? 'error' : 'info';
 }
 
-const children = new Map<LogCategory, winston.Logger>();
+/** A category logger. Calls below the current level cost a comparison: winston is not entered at all. */
+export interface CategoryLogger {
+  error(message: string): void;
+  warn(message: string): void;
+  info(message: string): void;
+  verbose(message: string): void;
+  debug(message: string): void;
+  isEnabled(level: Exclude<LogLevel, 'silent'>): boolean;
+}
 
-export function logger(category: LogCategory): winston.Logger {
-  let child = children.get(category);
-  if (!child) {
-    child = root.child({ category });
-    children.set(category, child);
+const children = new Map<LogCategory, CategoryLogger>();
+
+export function logger(category: LogCategory): CategoryLogger {
+  let facade = children.get(category);
+  if (!facade) {
+    const child = root.child({ category });
+    const isEnabled = (level: Exclude<LogLevel, 'silent'>) => !root.silent && root.isLevelEnabled(level);
+    const at = (level: Exclude<LogLevel, 'silent'>) => (message: string) => {
+      if (isEnabled(level)) child.log(level, message);
+    };
+    facade = { error: at('error'), warn: at('warn'), info: at('info'), verbose: at('verbose'), debug: at('debug'), isEnabled };
+    children.set(category, facade);
   }
-  return child;
+  return facade;
 }
 
 export function setLogLevel(level: LogLevel): void {

@@ -6,9 +6,12 @@
  *   `simplify` (`{"PatientName": "..."}`) and `short` (`{"0010,0010": "..."}`).
  */
 import type { DataSet, Element } from './dataset.js';
-import { BINARY_VRS, STRING_VRS, isNumericVr } from './dataset.js';
+import { BINARY_VRS, STRING_VRS, isNumericVr, trimValue } from './dataset.js';
 import { keywordOf } from './dictionary.js';
 import { formatTagJson, formatTagOrthanc, isPrivateTag, type Tag } from './tag.js';
+
+/** VRs whose value is one text (no backslash delimiter): PS3.5 §6.2. */
+const SINGLE_TEXT_VRS: ReadonlySet<string> = new Set(['LT', 'ST', 'UT', 'UR']);
 
 // ------------------------------------------------------------------ DICOM JSON (PS3.18 Annex F)
 
@@ -74,11 +77,33 @@ function attributeToJson(ds: DataSet, el: Element, path: number[], options: Dico
   if (el.length === 0) return { vr };
   if (isNumericVr(vr)) return { vr, Value: ds.elementNumbers(el) };
   if (vr === 'AT') return { vr, Value: ds.elementTags(el).map(formatTagJson) };
-  if (vr === 'PN') return { vr, Value: ds.elementStrings(el).map(pnToJson) };
-  if (vr === 'DS' || vr === 'IS') return { vr, Value: ds.elementStrings(el).map((s) => numberOrString(s, vr === 'IS')) };
-  const values = ds.elementStrings(el).map((s) => (s === '' ? null : s));
+  // A value sent as UN keeps its padding in the dataset (see `Element.fromUN`); DICOM JSON has none.
+  const strings = el.fromUN
+    ? ds.elementStrings(el).map((s) => trimValue(s, vr, SINGLE_TEXT_VRS.has(vr)))
+    : ds.elementStrings(el);
+  if (vr === 'PN') return { vr, Value: strings.map(pnToJson) };
+  if (vr === 'DS' || vr === 'IS') return { vr, Value: strings.map((s) => numberOrString(s, vr === 'IS')) };
+  const values = strings.map((s) => (s === '' ? null : s));
   if (values.every((v) => v === null) && values.length === 1) return { vr };
   return { vr, Value: values };
+}
+
+/** A key JavaScript orders before all others, numerically, whatever the insertion order (an array index). */
+function isArrayIndexKey(key: string): boolean {
+  return /^(0|[1-9][0-9]*)$/.test(key) && Number(key) < 4294967295;
+}
+
+/**
+ * Keys such as `30040002` or `20100010` (all digits, no leading zero) are array indexes to JavaScript, which lists
+ * them first whatever the insertion order, so a plain object cannot keep tag order (PS3.18 F.2: sorted by tag).
+ * Such datasets are wrapped in a Proxy that lists its keys sorted, which `JSON.stringify`, `Object.keys` and
+ * `for...in` follow (a structured clone of it is not possible).
+ */
+function inTagOrder(out: DicomJsonDataset): DicomJsonDataset {
+  if (!Object.keys(out).some(isArrayIndexKey)) return out;
+  return new Proxy(out, {
+    ownKeys: (target) => Reflect.ownKeys(target).sort((a, b) => (String(a) < String(b) ? -1 : String(a) > String(b) ? 1 : 0)),
+  });
 }
 
 /** The DICOM JSON model of a dataset (keys are `GGGGEEEE`, in tag order). */
@@ -90,7 +115,7 @@ export function datasetToDicomJson(ds: DataSet, options: DicomJsonOptions = {}, 
     const el = ds.elements.get(tag)!;
     out[formatTagJson(tag)] = attributeToJson(ds, el, [...basePath, tag], options);
   }
-  return out;
+  return inTagOrder(out);
 }
 
 // ------------------------------------------------------------------ Orthanc formats

@@ -174,6 +174,8 @@ interface ConvertContext {
   truncated: boolean;
   /** Parsing stopped at the pixel data header: its value is not in `bytes` and is not checked here. */
   untilPixelData?: boolean;
+  /** Pixel Representation (0028,0103) of the root dataset: resolves the US-or-SS VR of implicit VR elements. */
+  pixelRepresentation?: number;
 }
 
 function convertDataSet(dp: DpDataSet, ctx: ConvertContext, charset: CharsetDecoder, defaultEncoding: string): DataSet {
@@ -193,7 +195,12 @@ function convertDataSet(dp: DpDataSet, ctx: ConvertContext, charset: CharsetDeco
     }
     if (!vr || !ctx.explicitVr) {
       if (src.items) vr = 'SQ';
-      else vr = lookupTag(tag)?.vr ?? (isPrivateCreator(tag) ? 'LO' : 'UN');
+      else {
+        const entry = lookupTag(tag);
+        vr = entry?.vr ?? (isPrivateCreator(tag) ? 'LO' : 'UN');
+        // PS3.5 Annex A.1 c: US or SS (e.g. Smallest Image Pixel Value) follows the Pixel Representation.
+        if (entry?.rawVr === 'xs' && ctx.pixelRepresentation === 1) vr = 'SS';
+      }
     }
     const undefinedLength = src.hadUndefinedLength === true;
     let unKnown = false;
@@ -231,6 +238,15 @@ function convertDataSet(dp: DpDataSet, ctx: ConvertContext, charset: CharsetDeco
       el.fragments = (src.fragments ?? []).map((f): Fragment => ({ offset: f.position, length: f.length }));
       const bot = src.basicOffsetTable;
       el.offsetTable = { offset: src.dataOffset + 8, length: bot ? bot.length * 4 : 0 };
+    } else if (key === PIXEL_DATA_KEY && undefinedLength && !src.items && !pixelHeaderOnly && ctx.littleEndian) {
+      // Encapsulated pixel data in an implicit VR dataset (a meta header naming a compressed syntax over a dataset
+      // written implicit): dicom-parser only looks for an item delimiter there, so the fragments are read here.
+      const items = readPixelItems(ctx.bytes, src.dataOffset);
+      if (items && items.length > 0) {
+        el.offsetTable = items[0]!;
+        el.fragments = items.slice(1);
+        el.length = 0;
+      }
     }
     elements.set(tag, el);
   }
@@ -241,6 +257,32 @@ function convertDataSet(dp: DpDataSet, ctx: ConvertContext, charset: CharsetDeco
     ds.charset = CharsetDecoder.for(value, defaultEncoding);
   }
   return ds;
+}
+
+/**
+ * The items of an encapsulated pixel data value starting at `offset` (PS3.5 §A.4): Basic Offset Table first, then
+ * the fragments; undefined when the bytes there are not items. A truncated last item is clamped.
+ */
+function readPixelItems(bytes: Buffer, offset: number): Fragment[] | undefined {
+  const items: Fragment[] = [];
+  let position = offset;
+  while (position + 8 <= bytes.length) {
+    if (bytes.readUInt16LE(position) !== 0xfffe) return undefined;
+    const element = bytes.readUInt16LE(position + 2);
+    const length = bytes.readUInt32LE(position + 4);
+    if (element === 0xe0dd) return items;
+    if (element !== 0xe000 || length === 0xffffffff) return undefined;
+    items.push({ offset: position + 8, length: Math.min(length, bytes.length - position - 8) });
+    position += 8 + length;
+  }
+  return items;
+}
+
+/** The root dataset's Pixel Representation (0028,0103), an implicit VR little endian US. */
+function readPixelRepresentation(bytes: Buffer, dp: DpDataSet): number | undefined {
+  const el = dp.elements.x00280103;
+  if (!el || el.length < 2 || el.dataOffset + 2 > bytes.length) return undefined;
+  return bytes.readUInt16LE(el.dataOffset);
 }
 
 /** Native (not encapsulated, not deflated) syntaxes, where the VR encoding can be checked. */
@@ -270,6 +312,8 @@ export function readPart10(input: Buffer, options: ReadOptions = {}): ParsedDico
   let ts: string;
 
   const startsWithMeta = bytes.length >= 8 && bytes.readUInt16LE(0) === 0x0002 && bytes.toString('latin1', 4, 6) === 'UL';
+  // A prefix too short to show the DICM prefix cannot be judged yet.
+  if (options.partial && bytes.length < 132 && !startsWithMeta) throw new NeedMoreBytes();
   if (hasDicmPrefix(bytes) || startsWithMeta) {
     hasMetaHeader = true;
     const metaStart = startsWithMeta && !hasDicmPrefix(bytes) ? 0 : 132;
@@ -289,6 +333,12 @@ export function readPart10(input: Buffer, options: ReadOptions = {}): ParsedDico
       throw new DicomFormatError('not a DICOM file (no DICM prefix and no recognizable dataset)');
     }
     warnings.push('no Part 10 meta header: transfer syntax guessed');
+  }
+
+  if (position >= bytes.length) {
+    // dicom-parser cannot even open a stream there.
+    if (options.partial) throw new NeedMoreBytes();
+    throw new DicomFormatError('no dataset after the Part 10 meta header');
   }
 
   if (ts === DeflatedExplicitVRLittleEndian) {
@@ -311,7 +361,12 @@ export function readPart10(input: Buffer, options: ReadOptions = {}): ParsedDico
     explicitVr: syntax.explicitVr,
     truncated: false,
     untilPixelData,
+    pixelRepresentation: syntax.explicitVr ? undefined : readPixelRepresentation(bytes, outcome.dp),
   };
+  if (options.partial && outcome.error === undefined && !(untilPixelData && outcome.dp.elements[PIXEL_DATA_KEY])) {
+    // The prefix ended between two elements before the pixel data: the rest of the dataset is still to come.
+    throw new NeedMoreBytes();
+  }
   if (outcome.error !== undefined) {
     if (options.partial && isOutOfBounds(outcome.error)) throw new NeedMoreBytes();
     ctx.truncated = true;
@@ -351,6 +406,10 @@ export function readPart10(input: Buffer, options: ReadOptions = {}): ParsedDico
 }
 
 function readMetaGroup(bytes: Buffer, start: number, partial: boolean): { dp: DpDataSet; end: number } {
+  if (start + 8 > bytes.length) {
+    if (partial) throw new NeedMoreBytes();
+    throw new DicomFormatError('DICM prefix without a meta header');
+  }
   const parser = dicomParser.littleEndianByteArrayParser;
   const stream = new dicomParser.ByteStream(parser, bytes, start);
   const dp = new (dicomParser as unknown as { DataSet: new (p: unknown, b: Buffer, e: object) => DpDataSet }).DataSet(

@@ -93,9 +93,11 @@ export function buildHttpServer(ctx: AppContext): FastifyInstance {
     return payload;
   });
 
-  app.addHook('onResponse', async (request, reply) => {
-    log.verbose(`${request.method} ${request.url} -> ${reply.statusCode}`);
-  });
+  if (log.isEnabled('verbose')) {
+    app.addHook('onResponse', async (request, reply) => {
+      log.verbose(`${request.method} ${request.url} -> ${reply.statusCode}`);
+    });
+  }
 
   app.setErrorHandler((error, request, reply) => {
     if (!(error instanceof PacsError)) log.error(`${request.method} ${request.url}: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`);

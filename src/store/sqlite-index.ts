@@ -534,6 +534,22 @@ export class SqliteIndex {
     return this.transaction(() => this.storeInstanceInTransaction(input));
   }
 
+  /**
+   * Indexes several instances in one transaction (group commit): each in its own savepoint, so one that fails
+   * (e.g. the storage is full) is rolled back alone and reported in its slot.
+   */
+  storeInstances(inputs: readonly NewInstance[]): Array<{ outcome: StoreOutcome } | { error: unknown }> {
+    return this.transaction(() =>
+      inputs.map((input) => {
+        try {
+          return { outcome: this.db.transaction(() => this.storeInstanceInTransaction(input))() };
+        } catch (error) {
+          return { error };
+        }
+      }),
+    );
+  }
+
   private storeInstanceInTransaction(input: NewInstance): StoreOutcome {
     const created: Level[] = [];
     const internalIds: number[] = [];

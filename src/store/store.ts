@@ -25,9 +25,11 @@ import {
   DICOM_ATTACHMENT,
   MetadataType,
   type AttachmentInfo,
+  type NewInstance,
   type ResourceRow,
   type SqliteIndex,
   type StorageLimits,
+  type StoreOutcome,
 } from './sqlite-index.js';
 import type { PendingWrite, StorageArea } from './storage-area.js';
 
@@ -97,6 +99,12 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
   private stabilityTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private inFlight = new Set<Promise<unknown>>();
+  private commitQueue: Array<{
+    input: NewInstance;
+    pending: PendingWrite;
+    resolve: (outcome: StoreOutcome) => void;
+    reject: (error: unknown) => void;
+  }> = [];
   private closed = false;
 
   constructor(
@@ -248,18 +256,20 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     if (origin.kind === 'rest') metadata.set(MetadataType.HttpUsername, origin.httpUsername ?? '');
     if (parsed.pixelDataOffset !== undefined) metadata.set(MetadataType.PixelDataOffset, String(parsed.pixelDataOffset));
 
-    let outcome;
+    let outcome: StoreOutcome;
     try {
-      outcome = this.index.storeInstance({
-        publicIds: publicIdList,
-        mainTags: info.mainTags,
-        metadata,
-        attachment,
-        overwrite: this.options.overwriteInstances,
-        limits: this.options.limits,
-        now,
-      });
-      if (outcome.status === 'Success') pending.publish();
+      outcome = await this.indexInstance(
+        {
+          publicIds: publicIdList,
+          mainTags: info.mainTags,
+          metadata,
+          attachment,
+          overwrite: this.options.overwriteInstances,
+          limits: this.options.limits,
+          now,
+        },
+        pending,
+      );
     } catch (e) {
       await pending.abort();
       throw e;
@@ -288,6 +298,44 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     this.emit('stored', { result, origin, created: outcome.created });
     log.debug(`stored instance ${ids.instance} (${parsed.transferSyntaxUid})`);
     return result;
+  }
+
+  /**
+   * Group commit: instances ready in the same event-loop turn share one index transaction, and each file is
+   * published (renamed) right after that commit, in the same tick.
+   */
+  private indexInstance(input: NewInstance, pending: PendingWrite): Promise<StoreOutcome> {
+    return new Promise((resolve, reject) => {
+      this.commitQueue.push({ input, pending, resolve, reject });
+      if (this.commitQueue.length === 1) setImmediate(() => this.flushCommits());
+    });
+  }
+
+  private flushCommits(): void {
+    const batch = this.commitQueue;
+    this.commitQueue = [];
+    let results: Array<{ outcome: StoreOutcome } | { error: unknown }>;
+    try {
+      results = this.index.storeInstances(batch.map((b) => b.input));
+    } catch (error) {
+      for (const item of batch) item.reject(error);
+      return;
+    }
+    batch.forEach((item, i) => {
+      const r = results[i]!;
+      if ('error' in r) {
+        item.reject(r.error);
+        return;
+      }
+      try {
+        if (r.outcome.status === 'Success') item.pending.publish();
+        item.resolve(r.outcome);
+      } catch (error) {
+        // The row is committed and the file is complete in the temp folder: start-up recovery publishes it.
+        log.error(`cannot publish ${item.pending.uuid}: ${(error as Error).message}`);
+        item.reject(error);
+      }
+    });
   }
 
   private result(instanceId: string, status: StoreStatus, ids?: { patient: string; study: string; series: string }): StoreResult {
