@@ -55,7 +55,7 @@ export async function serializeResources(
   const lastUpdate = index.metadataOf(ids, MetadataType.LastUpdate);
   const parents = index.findManyById(rows.filter((r) => r.parentId !== null).map((r) => r.parentId!));
   const children = level === Level.Instance ? undefined : index.childrenPublicIds(ids);
-  const labels = new Map(ids.map((id) => [id, index.labels(id)]));
+  const labels = index.labelsOf(ids);
   const patientTags =
     level === Level.Study ? index.mainTagsOf([...new Set(rows.map((r) => r.parentId!))]) : undefined;
   const attachments = level === Level.Instance ? index.dicomAttachmentsOf(ids) : undefined;

@@ -472,22 +472,12 @@ export class SqliteIndex {
     return out;
   }
 
-  listPublicIds(level: Level, since = 0, limit = 0): string[] {
-    const rows = this.stmt(`SELECT public_id FROM resources WHERE level = ? ORDER BY id LIMIT ? OFFSET ?`).all(
-      level,
-      limit > 0 ? limit : -1,
-      since,
-    ) as { public_id: string }[];
-    return rows.map((r) => r.public_id);
-  }
-
-  listIds(level: Level, since = 0, limit = 0): number[] {
-    const rows = this.stmt(`SELECT id FROM resources WHERE level = ? ORDER BY id LIMIT ? OFFSET ?`).all(
-      level,
-      limit > 0 ? limit : -1,
-      since,
-    ) as { id: number }[];
-    return rows.map((r) => r.id);
+  /** Resources of a level in insertion order, after `since`, at most `limit` (0 = all). */
+  list(level: Level, since = 0, limit = 0): ResourceRow[] {
+    const rows = this.stmt(
+      `SELECT id, level, public_id, parent_id FROM resources WHERE level = ? ORDER BY id LIMIT ? OFFSET ?`,
+    ).all(level, limit > 0 ? limit : -1, since) as { id: number; level: number; public_id: string; parent_id: number | null }[];
+    return rows.map(SqliteIndex.toRow);
   }
 
   /** The chain from the patient down to the resource itself. */
@@ -807,6 +797,18 @@ export class SqliteIndex {
     return (this.stmt(`SELECT label FROM labels WHERE resource_id = ? ORDER BY label`).all(id) as { label: string }[]).map(
       (r) => r.label,
     );
+  }
+
+  /** Labels of many resources at once. */
+  labelsOf(ids: readonly number[]): Map<number, string[]> {
+    const out = new Map<number, string[]>(ids.map((id) => [id, []]));
+    for (const chunk of chunks(ids, 500)) {
+      const rows = this.db
+        .prepare(`SELECT resource_id, label FROM labels WHERE resource_id IN (${chunk.map(() => '?').join(',')}) ORDER BY label`)
+        .all(...chunk) as { resource_id: number; label: string }[];
+      for (const r of rows) out.get(r.resource_id)!.push(r.label);
+    }
+    return out;
   }
 
   addLabel(id: number, label: string): void {

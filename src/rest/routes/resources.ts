@@ -61,10 +61,8 @@ export function registerResourceRoutes({ app, ctx }: RouteContext): void {
     app.get(`/${path}`, async (request, reply) => {
       const since = intArg(request, 'since', 0);
       const limit = intArg(request, 'limit', 0);
-      if (!boolArg(request, 'expand')) {
-        return reply.type('application/json').send(json(index.listPublicIds(level, since, limit)));
-      }
-      const rows = index.listIds(level, since, limit).map((id) => index.findById(id)!);
+      const rows = index.list(level, since, limit);
+      if (!boolArg(request, 'expand')) return reply.type('application/json').send(json(rows.map((r) => r.publicId)));
       const body = await serializeResources(ctx, rows, level, {
         format: tagsFormatOf(request),
         requestedTags: parseRequestedTags(stringArg(request, 'requested-tags')),
