@@ -10,7 +10,7 @@
  */
 import Database from 'better-sqlite3';
 import { PacsError } from '../core/errors.js';
-import type { Tag } from '../dicom/tag.js';
+import { Tags, type Tag } from '../dicom/tag.js';
 import { Level } from './levels.js';
 import { type IndexConstraint, type LookupOptions, normalizeForMatching } from './lookup.js';
 
@@ -171,15 +171,15 @@ CREATE TABLE IF NOT EXISTS resources (
 );
 CREATE INDEX IF NOT EXISTS resources_parent ON resources(parent_id);
 CREATE INDEX IF NOT EXISTS resources_level ON resources(level);
-CREATE INDEX IF NOT EXISTS resources_recycling ON resources(level, protected, recycle_seq);
 CREATE TABLE IF NOT EXISTS main_tags (
   resource_id INTEGER NOT NULL,
   tag INTEGER NOT NULL,
   value TEXT NOT NULL,
   norm TEXT NOT NULL,
+  indexed INTEGER NOT NULL,
   PRIMARY KEY (resource_id, tag)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS main_tags_lookup ON main_tags(tag, norm);
+CREATE INDEX IF NOT EXISTS main_tags_lookup ON main_tags(tag, norm) WHERE indexed = 1;
 CREATE TABLE IF NOT EXISTS metadata (
   resource_id INTEGER NOT NULL,
   type INTEGER NOT NULL,
@@ -199,7 +199,6 @@ CREATE TABLE IF NOT EXISTS attachments (
   revision INTEGER NOT NULL DEFAULT 0,
   PRIMARY KEY (resource_id, content_type)
 ) WITHOUT ROWID;
-CREATE INDEX IF NOT EXISTS attachments_uuid ON attachments(uuid);
 CREATE TABLE IF NOT EXISTS labels (
   resource_id INTEGER NOT NULL,
   label TEXT NOT NULL,
@@ -207,7 +206,7 @@ CREATE TABLE IF NOT EXISTS labels (
 ) WITHOUT ROWID;
 CREATE INDEX IF NOT EXISTS labels_label ON labels(label);
 CREATE TABLE IF NOT EXISTS changes (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq INTEGER PRIMARY KEY,
   change_type INTEGER NOT NULL,
   resource_id INTEGER NOT NULL,
   level INTEGER NOT NULL,
@@ -228,7 +227,7 @@ CREATE TABLE IF NOT EXISTS exports (
 );
 CREATE TABLE IF NOT EXISTS stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO stats(name, value) VALUES
-  ('count0', 0), ('count1', 0), ('count2', 0), ('count3', 0), ('compressed', 0), ('uncompressed', 0);
+  ('count0', 0), ('count1', 0), ('count2', 0), ('count3', 0), ('compressed', 0), ('uncompressed', 0), ('change_seq', 0);
 CREATE TABLE IF NOT EXISTS pending_files (uuid TEXT PRIMARY KEY) WITHOUT ROWID;
 
 CREATE TRIGGER IF NOT EXISTS resource_added AFTER INSERT ON resources BEGIN
@@ -512,9 +511,9 @@ export class SqliteIndex {
     return out;
   }
 
-  private insertMainTags(id: number, tags: Map<Tag, string>): void {
-    const ins = this.stmt(`INSERT OR REPLACE INTO main_tags(resource_id, tag, value, norm) VALUES (?, ?, ?, ?)`);
-    for (const [tag, value] of tags) ins.run(id, tag, value, normalizeForMatching(value));
+  private insertMainTags(id: number, level: Level, tags: Map<Tag, string>): void {
+    const ins = this.stmt(`INSERT OR REPLACE INTO main_tags(resource_id, tag, value, norm, indexed) VALUES (?, ?, ?, ?, ?)`);
+    for (const [tag, value] of tags) ins.run(id, tag, value, normalizeForMatching(value), isLookupIndexed(level, tag) ? 1 : 0);
   }
 
   // ---------------------------------------------------------------- store
@@ -573,7 +572,7 @@ export class SqliteIndex {
           parentId,
         );
         id = Number(info.lastInsertRowid);
-        this.insertMainTags(id, input.mainTags[level]);
+        this.insertMainTags(id, level, input.mainTags[level]);
         created.push(level);
       }
       internalIds.push(id);
@@ -697,7 +696,7 @@ export class SqliteIndex {
     });
   }
 
-  /** True when an attachment row refers to this file (start-up recovery of interrupted writes). */
+  /** True when an attachment row refers to this file (start-up recovery of interrupted writes; a scan, rare). */
   isAttachmentKnown(uuid: string): boolean {
     return this.stmt(`SELECT 1 FROM attachments WHERE uuid = ? LIMIT 1`).get(uuid) !== undefined;
   }
@@ -826,7 +825,13 @@ export class SqliteIndex {
   // ---------------------------------------------------------------- changes and exports
 
   logChange(changeType: number, resourceId: number, level: Level, publicId: string, date: string): void {
-    this.stmt(`INSERT INTO changes(change_type, resource_id, level, public_id, date) VALUES (?, ?, ?, ?, ?)`).run(
+    // `Seq` only grows, even across DELETE /changes; the counter lives on the stats page, which every store
+    // writes anyway (AUTOINCREMENT would write one more page per change).
+    const { value: seq } = this.stmt(`UPDATE stats SET value = value + 1 WHERE name = 'change_seq' RETURNING value`).get() as {
+      value: number;
+    };
+    this.stmt(`INSERT INTO changes(seq, change_type, resource_id, level, public_id, date) VALUES (?, ?, ?, ?, ?, ?)`).run(
+      seq,
       changeType,
       resourceId,
       level,
@@ -994,13 +999,18 @@ function buildLookupSql(
   const where: string[] = [maxUp > 0 ? '+a0.level = ?' : 'a0.level = ?'];
   params.push(level);
   for (const c of constraints) {
-    const match = matchSql(c, params);
+    const target = c.level <= level ? `a${level - c.level}` : `d${c.level - level}`;
+    // Rows in the lookup index are found through it; the others (instance-level tags but SOPInstanceUID) are
+    // checked by primary key on the candidates the other constraints (usually a series) selected.
+    const condition = isLookupIndexed(c.level, c.tag)
+      ? `${target}.id IN (SELECT resource_id FROM main_tags WHERE indexed = 1 AND ${matchSql(c, params)})`
+      : `EXISTS (SELECT 1 FROM main_tags WHERE resource_id = ${target}.id AND ${matchSql(c, params)})`;
     if (c.level <= level) {
-      where.push(`a${level - c.level}.id IN (SELECT resource_id FROM main_tags WHERE ${match})`);
+      where.push(condition);
     } else {
       let sub = `SELECT 1 FROM resources d1`;
       for (let k = 2; k <= c.level - level; k++) sub += ` JOIN resources d${k} ON d${k}.parent_id = d${k - 1}.id`;
-      sub += ` WHERE d1.parent_id = a0.id AND d${c.level - level}.id IN (SELECT resource_id FROM main_tags WHERE ${match})`;
+      sub += ` WHERE d1.parent_id = a0.id AND ${condition}`;
       where.push(`EXISTS (${sub})`);
     }
   }
@@ -1045,6 +1055,15 @@ function toAttachment(r: AttachmentRow): AttachmentInfo {
     compressedMd5: r.compressed_md5,
     revision: r.revision,
   };
+}
+
+/**
+ * Whether a main tag of a level is in the lookup index. Every patient, study and series main tag is; at instance
+ * level only SOPInstanceUID: the other instance tags (numbers, positions, dates) are queried within a series in
+ * practice, and indexing them put about ten more pages into every commit's WAL.
+ */
+export function isLookupIndexed(level: Level, tag: Tag): boolean {
+  return level !== Level.Instance || tag === Tags.SOPInstanceUID;
 }
 
 /** The SQL condition on main_tags (columns tag, value, norm) for one constraint; pushes its parameters. */

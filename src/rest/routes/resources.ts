@@ -116,21 +116,33 @@ export function registerResourceRoutes({ app, ctx }: RouteContext): void {
   app.get('/instances/:id/simplified-tags', tagsRoute(() => 'simplify'));
 }
 
-/** POST /instances: one DICOM file (streamed into the store) or a ZIP of files (spooled, then each entry streamed). */
+/** Bodies up to this size are collected in memory (nearly every instance); larger ones stream to the store. */
+const IN_MEMORY_BODY = 1 << 20;
+
+/**
+ * POST /instances: one DICOM file or a ZIP of files. The first bytes tell which; a DICOM body goes to the
+ * ingestion path as a Buffer when small and as a stream otherwise; a ZIP is spooled, then each entry streamed.
+ */
 async function uploadInstances(ctx: RouteContext['ctx'], request: FastifyRequest, reply: FastifyReply) {
   const origin: Origin = { kind: 'rest', remoteIp: request.socket.remoteAddress, httpUsername: request.httpUsername };
   const iterator = (request.raw as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  let first: Buffer = Buffer.alloc(0);
-  // Enough bytes to tell a ZIP from a DICOM file.
-  while (first.length < 4) {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  let ended = false;
+  while (size < IN_MEMORY_BODY) {
     const { value, done } = await iterator.next();
-    if (done) break;
-    first = Buffer.concat([first, value]);
+    if (done) {
+      ended = true;
+      break;
+    }
+    chunks.push(value);
+    size += value.length;
   }
-  if (first.length === 0) throw new PacsError('BadFileFormat', 'empty request body: expected a DICOM file or a ZIP archive');
-  const body = Readable.from(prepend(first, iterator));
-  if (first.readUInt32LE(0) === 0x04034b50) {
-    const results = await storeZip(ctx, body, origin);
+  if (size === 0) throw new PacsError('BadFileFormat', 'empty request body: expected a DICOM file or a ZIP archive');
+  const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
+  const body = ended ? head : Readable.from(prepend(head, iterator));
+  if (head.length >= 4 && head.readUInt32LE(0) === 0x04034b50) {
+    const results = await storeZip(ctx, Buffer.isBuffer(body) ? Readable.from([body]) : body, origin);
     return reply.type('application/json').send(json(results));
   }
   const result = await ctx.store.store(body, origin);
