@@ -40,38 +40,51 @@ export class WriterPool {
   private nextId = 1;
   private nextWorker = 0;
 
+  private closed = false;
+
   constructor(size: number) {
-    for (let i = 0; i < size; i++) {
-      const worker = new Worker(WORKER_SOURCE, { eval: true });
-      worker.unref();
-      worker.on('message', (m: { id: number; error?: string; code?: string }) => {
-        const job = this.pending.get(m.id);
-        if (!job) return;
-        this.pending.delete(m.id);
-        if (m.error !== undefined) job.reject(Object.assign(new Error(m.error), { code: m.code }));
-        else job.resolve();
-      });
-      worker.on('error', (e) => {
-        for (const [id, job] of this.pending) {
-          this.pending.delete(id);
-          job.reject(e);
-        }
-      });
-      this.workers.push(worker);
-    }
+    for (let i = 0; i < size; i++) this.workers.push(this.spawn(i));
+  }
+
+  /** A writer thread; if it ever dies, its pending jobs fail and a new thread takes its place. */
+  private spawn(slot: number): Worker {
+    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    worker.unref();
+    const mine = new Set<number>();
+    (worker as Worker & { jobs?: Set<number> }).jobs = mine;
+    worker.on('message', (m: { id: number; error?: string; code?: string }) => {
+      const job = this.pending.get(m.id);
+      mine.delete(m.id);
+      if (!job) return;
+      this.pending.delete(m.id);
+      if (m.error !== undefined) job.reject(Object.assign(new Error(m.error), { code: m.code }));
+      else job.resolve();
+    });
+    worker.on('exit', () => {
+      for (const id of mine) {
+        const job = this.pending.get(id);
+        this.pending.delete(id);
+        job?.reject(new Error('the file writer thread stopped'));
+      }
+      mine.clear();
+      if (!this.closed) this.workers[slot] = this.spawn(slot);
+    });
+    return worker;
   }
 
   /** Writes `data` to a new file `path` (failing if it exists), creating `dir` first if given. */
   write(path: string, data: Uint8Array, sync: boolean, dir?: string): Promise<void> {
     const id = this.nextId++;
-    const worker = this.workers[this.nextWorker++ % this.workers.length]!;
+    const worker = this.workers[this.nextWorker++ % this.workers.length]! as Worker & { jobs: Set<number> };
     return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
+      worker.jobs.add(id);
       worker.postMessage({ id, path, data, sync, dir });
     });
   }
 
   async close(): Promise<void> {
+    this.closed = true;
     await Promise.all(this.workers.map((w) => w.terminate()));
     this.workers.length = 0;
   }
