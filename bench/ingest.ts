@@ -3,7 +3,9 @@
  * pacsnode child process, then (if installed and not disabled) against a real Orthanc in the same run.
  * Prints instances/s, MB/s and the server's peak RSS (VmHWM).
  *
- *   npm run bench -- [--n 1000] [--concurrency 4] [--kb 28] [--runs 3] [--no-orthanc]
+ *   npm run bench -- [--n 1000] [--concurrency 4] [--kb 28] [--runs 3] [--no-orthanc] [--ceiling]
+ *
+ * `--ceiling` adds bench/ceiling-server.ts, a minimal Node ingest server, as a calibration point.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
@@ -22,6 +24,7 @@ const CONCURRENCY = option('concurrency', 4);
 const KB = option('kb', 28);
 const RUNS = option('runs', 3);
 const WITH_ORTHANC = !process.argv.includes('--no-orthanc') && existsSync('/usr/sbin/Orthanc');
+const WITH_CEILING = process.argv.includes('--ceiling');
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
@@ -128,6 +131,26 @@ async function startOrthanc(dir: string): Promise<Target> {
   };
 }
 
+/** The calibration server (bench/ceiling-server.ts): Node's floor for this workload, not pacsnode. */
+async function startCeiling(dir: string): Promise<Target> {
+  const port = 20000 + Math.floor(Math.random() * 2000);
+  const child: ChildProcess = spawn(
+    process.execPath,
+    ['--import', 'tsx', new URL('./ceiling-server.ts', import.meta.url).pathname, String(port), join(dir, 'ceiling')],
+    { stdio: ['ignore', 'pipe', 'inherit'] },
+  );
+  await new Promise<void>((resolve) => child.stdout!.once('data', () => resolve()));
+  return {
+    name: 'ceiling',
+    url: `http://127.0.0.1:${port}`,
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await new Promise((r) => child.on('exit', r));
+    },
+  };
+}
+
 async function measure(target: Target, files: Buffer[]): Promise<{ rate: number; rss: number; cpu: number }[]> {
   const results: { rate: number; rss: number; cpu: number }[] = [];
   for (let run = 0; run < RUNS; run++) {
@@ -157,6 +180,7 @@ async function main(): Promise<void> {
   try {
     const targets: Array<(d: string) => Promise<Target>> = [startPacsnode];
     if (WITH_ORTHANC) targets.push(startOrthanc);
+    if (WITH_CEILING) targets.push(startCeiling);
     for (const start of targets) {
       const target = await start(dir);
       try {
