@@ -284,14 +284,25 @@ describe('store: the one ingestion path', function () {
     expect(tmpFiles(t.ctx.config.StorageDirectory)).to.deep.equal([]);
   });
 
+  it('recycles by last reception even after SQLite reused a deleted row\'s id', async () => {
+    t = await tempContext({ MaximumPatientCount: 2 });
+    await t.ctx.store.store(makeInstance({ patientId: 'B' }), { kind: 'rest' });
+    await t.ctx.store.store(makeInstance({ patientId: 'A' }), { kind: 'rest' });
+    const a2 = await t.ctx.store.store(makeInstance({ patientId: 'A' }), { kind: 'rest' });
+    await t.ctx.store.delete(a2.ID, Level.Instance); // frees the highest id, which SQLite hands out again
+    await t.ctx.store.store(makeInstance({ patientId: 'B' }), { kind: 'rest' }); // B is now the most recent
+    await t.ctx.store.store(makeInstance({ patientId: 'C' }), { kind: 'rest' });
+    const left = t.ctx.index.list(Level.Patient).map((r) => t.ctx.index.mainTags(r.id).get(Tags.PatientID));
+    expect(left.sort()).to.deep.equal(['B', 'C']);
+  });
+
   it('marks resources stable after StableAge and logs the Stable* changes', async function () {
     this.timeout(15000);
     t = await tempContext({ StableAge: 1 });
     const r = await t.ctx.store.store(makeInstance(), { kind: 'rest' });
-    const series = t.ctx.index.findByPublicId(r.ParentSeries)!;
-    expect(t.ctx.store.isStable(series.id)).to.equal(false);
+    expect(t.ctx.store.isStable(r.ParentSeries)).to.equal(false);
     await waitFor(() => changeNames(t).includes('StablePatient'), 'StablePatient');
-    expect(t.ctx.store.isStable(series.id)).to.equal(true);
+    expect(t.ctx.store.isStable(r.ParentSeries)).to.equal(true);
     expect(changeNames(t)).to.include.members(['StableSeries', 'StableStudy', 'StablePatient']);
   });
 });
@@ -344,4 +355,32 @@ describe('index: schema', function () {
     a.close();
     expect(() => new SqliteIndex(path)).to.throw(/schema version 99/);
   });
+});
+
+describe('store: truncated files from the pydicom corpus', function () {
+  const CORPUS = '/usr/lib/python3/dist-packages/pydicom/data/test_files/';
+  let t: TestContext | undefined;
+  before(function () {
+    if (!existsSync(CORPUS)) this.skip(); // python3-pydicom is installed by .ci/run
+  });
+  afterEach(async () => {
+    await t?.close();
+    t = undefined;
+  });
+
+  for (const name of ['JPEG2000.dcm', 'SC_rgb_rle.dcm', 'MR_small.dcm', 'CT_small.dcm']) {
+    it(`${name} cut by 100 bytes is refused and nothing is stored`, async () => {
+      t = await tempContext();
+      const bytes = readFileSync(CORPUS + name);
+      let error: unknown;
+      try {
+        await t.ctx.store.store(bytes.subarray(0, bytes.length - 100), { kind: 'rest' });
+      } catch (e) {
+        error = e;
+      }
+      expect(error).to.be.instanceOf(DicomFormatError);
+      expect(storedFiles(t.ctx.config.StorageDirectory)).to.deep.equal([]);
+      expect((await t.ctx.store.store(bytes, { kind: 'rest' })).Status).to.equal('Success');
+    });
+  }
 });

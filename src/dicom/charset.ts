@@ -23,6 +23,7 @@
  */
 
 import { TextDecoder } from 'node:util';
+import { trimPad } from './trim.js';
 
 /** Value representations whose bytes are decoded with the Specific Character Set; all others are ASCII. */
 export const CHARSET_VRS: ReadonlySet<string> = new Set(['SH', 'LO', 'ST', 'LT', 'UT', 'PN', 'UC']);
@@ -457,7 +458,7 @@ export class CharsetDecoder {
     }
     const defaultTerm = ORTHANC_ENCODINGS[encodingName]!;
 
-    const values = specificCharacterSet.split('\\').map((v) => v.replace(/^[\s\0]+|[\s\0]+$/g, ''));
+    const values = specificCharacterSet.split('\\').map((v) => trimPad(v, true));
     let terms: string[];
     if (values.every((v) => v === '')) {
       terms = defaultTerm === null ? [] : [defaultTerm];
@@ -771,7 +772,7 @@ function encodeGb(value: string, fourByte: boolean): Buffer {
  * multi-byte terms (IR 87, 159, 149, 58), which need escape sequences.
  */
 export function encodeString(value: string, specificCharacterSet: string | undefined): Buffer {
-  const raw = (specificCharacterSet ?? '').replace(/^[\s\0]+|[\s\0]+$/g, '');
+  const raw = trimPad(specificCharacterSet ?? '', true);
   const term = raw === '' ? 'ISO_IR 6' : canonicalTerm(raw);
   if (term === undefined) throw new Error(`Unknown Specific Character Set "${raw}"`);
   const def = DEFINED_TERMS[term]!;

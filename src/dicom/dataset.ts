@@ -4,6 +4,7 @@
  */
 import type { CharsetDecoder } from './charset.js';
 import type { Tag } from './tag.js';
+import { trimEndPad, trimStartPad } from './trim.js';
 
 export interface Fragment {
   /** Offset of the fragment's value in `DataSet.bytes`. */
@@ -179,10 +180,10 @@ export class DataSet {
  * leading spaces are not significant.
  */
 export function trimValue(value: string, vr: string, singleText: boolean): string {
-  if (vr === 'UI') return value.replace(/[\0 ]+$/, '');
-  if (singleText) return value.replace(/[\0 ]+$/, '');
+  if (vr === 'UI') return trimEndPad(value);
+  if (singleText) return trimEndPad(value);
   if (vr === 'PN' || vr === 'LO' || vr === 'SH' || vr === 'UC' || vr === 'CS' || vr === 'AE' || vr === 'DS' || vr === 'IS' || vr === 'DA' || vr === 'DT' || vr === 'TM' || vr === 'AS') {
-    return value.replace(/^[ ]+|[\0 ]+$/g, '');
+    return trimStartPad(trimEndPad(value));
   }
-  return value.replace(/[\0 ]+$/, '');
+  return trimEndPad(value);
 }

@@ -9,6 +9,7 @@ import type { DataSet, Element } from './dataset.js';
 import { BINARY_VRS, STRING_VRS, isNumericVr, trimValue } from './dataset.js';
 import { keywordOf } from './dictionary.js';
 import { formatTagJson, formatTagOrthanc, isPrivateTag, type Tag } from './tag.js';
+import { trimEndChar } from './trim.js';
 
 /** VRs whose value is one text (no backslash delimiter): PS3.5 §6.2. */
 const SINGLE_TEXT_VRS: ReadonlySet<string> = new Set(['LT', 'ST', 'UT', 'UR']);
@@ -158,7 +159,7 @@ export function formatFloat17(x: number): string {
   if (x === 0) return Object.is(x, -0) ? '-0' : '0';
   const PRECISION = 17;
   let { digits, exponent } = exactDigits(x);
-  digits = digits.replace(/0+$/, '') || '0';
+  digits = trimEndChar(digits, '0') || '0';
   if (digits.length > PRECISION) {
     const rest = digits.slice(PRECISION);
     let head = BigInt(digits.slice(0, PRECISION));
@@ -170,7 +171,7 @@ export function formatFloat17(x: number): string {
       digits = digits.slice(0, PRECISION);
       exponent += 1;
     }
-    digits = digits.replace(/0+$/, '') || '0';
+    digits = trimEndChar(digits, '0') || '0';
   }
   const sign = x < 0 ? '-' : '';
   if (exponent < -4 || exponent >= PRECISION) {
@@ -193,7 +194,7 @@ function orthancText(ds: DataSet, el: Element): string {
   let bytes = ds.valueBytes(el);
   const nul = bytes.indexOf(0);
   if (nul >= 0) bytes = bytes.subarray(0, nul);
-  return ds.charset.decode(bytes, el.vr).replace(/ +$/, '');
+  return trimEndChar(ds.charset.decode(bytes, el.vr), ' ');
 }
 
 /**

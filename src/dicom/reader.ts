@@ -18,8 +18,20 @@ import {
   ImplicitVRLittleEndian,
   transferSyntax,
 } from './transfer-syntax.js';
+import { trimPad } from './trim.js';
+
+/**
+ * The most a deflated dataset may inflate to: 256 times its compressed size, at least 64 MiB, at most
+ * `limit` (default 1 GiB). Real deflated datasets (SR, waveforms, small images) stay far below this; a crafted
+ * "deflate bomb" of 1.5 MB would otherwise allocate 4 GB.
+ */
+export function maxInflatedSize(compressedSize: number, limit = 1 << 30): number {
+  return Math.min(limit, Math.max(64 << 20, compressedSize * 256));
+}
 
 export interface ReadOptions {
+  /** Upper bound for the inflated size of a deflated dataset (see `maxInflatedSize`). */
+  maxInflatedSize?: number;
   /** Stop before the pixel data (indexing needs nothing after it). */
   untilPixelData?: boolean;
   /** Orthanc's DefaultEncoding, used when the dataset has no Specific Character Set. */
@@ -86,7 +98,7 @@ function hasDicmPrefix(bytes: Buffer): boolean {
 }
 
 function cleanUid(text: string): string {
-  return text.replace(/[\0 ]+$/, '').trim();
+  return trimPad(text, true);
 }
 
 /** Guesses the syntax of a dataset without a meta header from its first element. */
@@ -343,10 +355,15 @@ export function readPart10(input: Buffer, options: ReadOptions = {}): ParsedDico
 
   if (ts === DeflatedExplicitVRLittleEndian) {
     if (options.partial) throw new NeedMoreBytes();
+    const deflated = bytes.subarray(position);
+    const cap = maxInflatedSize(deflated.length, options.maxInflatedSize);
     try {
-      const inflated = inflateRawSync(bytes.subarray(position));
+      const inflated = inflateRawSync(deflated, { maxOutputLength: cap });
       bytes = Buffer.concat([bytes.subarray(0, position), inflated]);
     } catch (cause) {
+      if ((cause as NodeJS.ErrnoException).code === 'ERR_BUFFER_TOO_LARGE') {
+        throw new DicomFormatError(`deflated dataset inflates beyond ${cap} bytes: refused (a deflate bomb?)`, { cause });
+      }
       throw new DicomFormatError('deflated dataset cannot be inflated', { cause });
     }
   }

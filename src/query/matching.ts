@@ -4,6 +4,7 @@
  * matcher; the index evaluates it in SQL, and `matchValue` evaluates it on values read from a file.
  */
 import { normalizeForMatching } from '../store/lookup.js';
+import { trimEndPad, trimPad } from '../dicom/trim.js';
 
 export type Matcher =
   | { kind: 'universal' }
@@ -16,7 +17,7 @@ const RANGE_VRS = new Set(['DA', 'TM', 'DT']);
 
 /** Parses a query value for an attribute of the given VR. */
 export function parseMatcher(rawValue: string, vr: string): Matcher {
-  const value = vr === 'UI' ? rawValue.replace(/[\0 ]+$/, '') : rawValue.trim();
+  const value = vr === 'UI' ? trimEndPad(rawValue) : trimPad(rawValue, true);
   if (value === '' || value === '*') return { kind: 'universal' };
   if (value.includes('\\')) {
     const values = value.split('\\').map((v) => v.trim()).filter((v) => v !== '');

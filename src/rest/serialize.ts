@@ -83,7 +83,7 @@ export async function serializeResources(
     }
     if (level !== Level.Instance) {
       out[CHILD_KEYS[level]!] = children!.get(row.id) ?? [];
-      out.IsStable = store.isStable(row.id);
+      out.IsStable = store.isStable(row.publicId);
     }
     out.Labels = labels.get(row.id) ?? [];
     if (level !== Level.Instance) out.LastUpdate = lastUpdate.get(row.id) ?? null;

@@ -101,7 +101,20 @@ export class FilesystemStorage implements StorageArea {
       },
       publish: () => {
         if (published) return;
-        renameSync(tmpPath, finalPath);
+        try {
+          renameSync(tmpPath, finalPath);
+        } catch (e) {
+          // The folder may have been removed behind our back (e.g. an empty one pruned): make it and retry once.
+          if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+          this.knownDirs.delete(dir);
+          mkdirSync(dir, { recursive: true });
+          this.knownDirs.add(dir);
+          renameSync(tmpPath, finalPath);
+        }
+        published = true;
+      },
+      keep: () => {
+        // The index row is committed: from now on the temp file must survive (start-up recovery publishes it).
         published = true;
       },
       abort: async () => {

@@ -227,7 +227,7 @@ CREATE TABLE IF NOT EXISTS exports (
 );
 CREATE TABLE IF NOT EXISTS stats (name TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
 INSERT OR IGNORE INTO stats(name, value) VALUES
-  ('count0', 0), ('count1', 0), ('count2', 0), ('count3', 0), ('compressed', 0), ('uncompressed', 0), ('change_seq', 0);
+  ('count0', 0), ('count1', 0), ('count2', 0), ('count3', 0), ('compressed', 0), ('uncompressed', 0), ('change_seq', 0), ('reception_seq', 0);
 CREATE TABLE IF NOT EXISTS pending_files (uuid TEXT PRIMARY KEY) WITHOUT ROWID;
 
 CREATE TRIGGER IF NOT EXISTS resource_added AFTER INSERT ON resources BEGIN
@@ -609,8 +609,12 @@ export class SqliteIndex {
     );
 
     // Recycling order: the patient that received an instance most recently is recycled last.
-    // Instance ids only grow, so the newest instance's id orders the patients by their last reception.
-    this.stmt(`UPDATE resources SET recycle_seq = ? WHERE id = ?`).run(instanceId, patientId);
+    // Recycling order: a counter on the stats page (written by every store anyway). Internal ids cannot serve:
+    // SQLite reuses the id of a deleted last row.
+    const { value: receptionSeq } = this.stmt(
+      `UPDATE stats SET value = value + 1 WHERE name = 'reception_seq' RETURNING value`,
+    ).get() as { value: number };
+    this.stmt(`UPDATE resources SET recycle_seq = ? WHERE id = ?`).run(receptionSeq, patientId);
     const recycledPatients = this.enforceLimits(input.limits, patientId);
     return {
       status: 'Success',

@@ -17,8 +17,13 @@ export interface PendingWrite {
   readRange(start: number, length: number): Promise<Buffer>;
   /** Makes the bytes visible under `uuid`. Synchronous and atomic, so it can follow an index commit at once. */
   publish(): void;
-  /** Discards the bytes. */
+  /** Discards the bytes (does nothing once published or kept). */
   abort(): Promise<void>;
+  /**
+   * Marks the write as owned by a committed index row even though `publish()` failed: `abort()` then leaves it
+   * alone and start-up recovery publishes it.
+   */
+  keep(): void;
 }
 
 export interface StorageArea {

@@ -18,7 +18,7 @@ import type { DataSet } from '../dicom/dataset.js';
 import { NeedMoreBytes, readPart10, type ParsedDicom } from '../dicom/reader.js';
 import { Tags, type Tag } from '../dicom/tag.js';
 import { buildMetaHeader } from '../dicom/writer.js';
-import { publicIds } from './ids.js';
+import { publicIds, type PublicIds } from './ids.js';
 import { LEVEL_PATHS, Level, mainDicomTags, type MainTagsConfig } from './levels.js';
 import {
   ChangeType,
@@ -94,8 +94,11 @@ export function isoNow(date = new Date()): string {
 
 export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; change: [ChangeEvent] }> {
   private readonly mainTags: Tag[][];
-  /** Resources that received an instance less than StableAge ago: internal id -> [level, publicId, last touch ms]. */
-  private readonly unstable = new Map<number, { level: Level; publicId: string; touched: number }>();
+  /**
+   * Resources that received an instance less than StableAge ago: public ID -> level and last touch (ms). Keyed by
+   * public ID, not internal id: SQLite reuses the internal id of a deleted row.
+   */
+  private readonly unstable = new Map<string, { level: Level; touched: number }>();
   private stabilityTimer: NodeJS.Timeout | undefined;
   private flushing: Promise<void> | undefined;
   private inFlight = new Set<Promise<unknown>>();
@@ -176,7 +179,7 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       // Cheap early exit: an already stored instance is not written at all.
       if (!this.options.overwriteInstances && this.index.findByPublicId(ids.instance)) {
         await pending.abort();
-        return this.result(ids.instance, 'AlreadyStored');
+        return this.result(ids, 'AlreadyStored');
       }
 
       // A bare dataset gets a meta header; the dataset bytes themselves are kept as received.
@@ -276,7 +279,7 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     }
     if (outcome.status === 'AlreadyStored') {
       await pending.abort();
-      return this.result(ids.instance, 'AlreadyStored');
+      return this.result(ids, 'AlreadyStored');
     }
     if (outcome.recycledPatients.length > 0) {
       log.info(`recycled ${outcome.recycledPatients.length} patient(s) to respect the storage limits`);
@@ -286,10 +289,10 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       this.scheduleFlush();
       await this.flushing;
     }
-    const result = this.result(ids.instance, 'Success', ids);
+    const result = this.result(ids, 'Success');
     const touched = Date.now();
     for (const level of [Level.Patient, Level.Study, Level.Series] as const) {
-      this.unstable.set(outcome.internalIds[level], { level, publicId: publicIdList[level], touched });
+      this.unstable.set(publicIdList[level], { level, touched });
     }
     for (const level of [...outcome.created].reverse()) {
       const changeType = [ChangeType.NewPatient, ChangeType.NewStudy, ChangeType.NewSeries, ChangeType.NewInstance][level]!;
@@ -331,26 +334,22 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
         if (r.outcome.status === 'Success') item.pending.publish();
         item.resolve(r.outcome);
       } catch (error) {
-        // The row is committed and the file is complete in the temp folder: start-up recovery publishes it.
+        // The row is committed and the file is complete in the temp folder: keep it, start-up recovery publishes it.
+        item.pending.keep();
         log.error(`cannot publish ${item.pending.uuid}: ${(error as Error).message}`);
         item.reject(error);
       }
     });
   }
 
-  private result(instanceId: string, status: StoreStatus, ids?: { patient: string; study: string; series: string }): StoreResult {
-    let parents = ids;
-    if (!parents) {
-      const row = this.index.findByPublicId(instanceId)!;
-      const chain = this.index.ancestry(row.id);
-      parents = { patient: chain[0]!.publicId, study: chain[1]!.publicId, series: chain[2]!.publicId };
-    }
+  /** Orthanc's answer; the public IDs are derived from the identifiers, so no lookup can race a deletion. */
+  private result(ids: PublicIds, status: StoreStatus): StoreResult {
     return {
-      ID: instanceId,
-      ParentPatient: parents.patient,
-      ParentStudy: parents.study,
-      ParentSeries: parents.series,
-      Path: `/instances/${instanceId}`,
+      ID: ids.instance,
+      ParentPatient: ids.patient,
+      ParentStudy: ids.study,
+      ParentSeries: ids.series,
+      Path: `/instances/${ids.instance}`,
       Status: status,
     };
   }
@@ -382,8 +381,14 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
   }
 
   /** Parses up to the pixel data, re-reading a growing head from the spool for large files. */
+  /**
+   * Parses what indexing needs. A file in memory is parsed whole, so that a file cut anywhere (in the pixel data's
+   * fragments, or after them) is seen as truncated; a large spooled file is parsed up to its pixel data, from a
+   * growing head re-read from the spool.
+   */
   private async parseHead(spooled: Spooled, pending: PendingWrite): Promise<ParsedDicom> {
     if (spooled.size === 0) throw new DicomFormatError('empty file');
+    if (spooled.whole) return readPart10(spooled.whole, { defaultEncoding: this.options.defaultEncoding });
     let head = spooled.head;
     while (true) {
       const complete = head.length >= spooled.size;
@@ -465,7 +470,7 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
   async delete(publicId: string, level?: Level): Promise<ResourceRow | null> {
     const row = this.resource(publicId, level);
     const outcome = this.index.deleteResource(row.id);
-    for (const r of outcome.deleted) this.unstable.delete(r.id);
+    for (const r of outcome.deleted) this.unstable.delete(r.publicId);
     this.scheduleFlush();
     await this.flushing;
     return outcome.remainingAncestor;
@@ -490,20 +495,21 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
 
   // ---------------------------------------------------------------- stability
 
-  isStable(internalId: number): boolean {
-    return !this.unstable.has(internalId);
+  isStable(publicId: string): boolean {
+    return !this.unstable.has(publicId);
   }
 
   private checkStability(): void {
     const limit = Date.now() - this.options.stableAge * 1000;
     const now = isoNow();
-    for (const [id, entry] of this.unstable) {
+    for (const [publicId, entry] of this.unstable) {
       if (entry.touched > limit) continue;
-      this.unstable.delete(id);
-      if (!this.index.findById(id)) continue;
+      this.unstable.delete(publicId);
+      const row = this.index.findByPublicId(publicId);
+      if (!row) continue; // deleted or recycled meanwhile
       const changeType = [ChangeType.StablePatient, ChangeType.StableStudy, ChangeType.StableSeries][entry.level]!;
-      this.index.logChange(changeType, id, entry.level, entry.publicId, now);
-      this.emit('change', { changeType, level: entry.level, publicId: entry.publicId });
+      this.index.logChange(changeType, row.id, entry.level, publicId, now);
+      this.emit('change', { changeType, level: entry.level, publicId });
     }
   }
 }

@@ -1,0 +1,53 @@
+import { expect } from 'chai';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { FilesystemStorage } from '../src/store/filesystem-storage.js';
+
+describe('filesystem storage area', function () {
+  let root: string;
+  let storage: FilesystemStorage;
+  beforeEach(() => {
+    root = mkdtempSync(join(tmpdir(), 'pacsnode-area-'));
+    storage = new FilesystemStorage(root, { sync: false });
+  });
+  afterEach(async () => {
+    await storage.close();
+    rmSync(root, { recursive: true, force: true });
+  });
+
+  const uuid = '0a1b2c3d-0000-4000-8000-00000000000a';
+
+  it('publishes even when its folder was removed after the write (the folder cache is not trusted blindly)', async () => {
+    const first = await storage.begin(uuid);
+    await first.writeAll(Buffer.from('one'));
+    first.publish();
+    await storage.remove(uuid);
+    rmSync(join(root, '0a'), { recursive: true, force: true }); // an external clean-up prunes the empty folders
+    const other = '0a1b9999-0000-4000-8000-00000000000b';
+    const second = await storage.begin(other);
+    await second.writeAll(Buffer.from('two'));
+    second.publish();
+    expect(readFileSync(storage.pathOf(other), 'utf8')).to.equal('two');
+  });
+
+  it('keeps a committed write whose publication failed, for start-up recovery', async () => {
+    const w = await storage.begin(uuid);
+    await w.writeAll(Buffer.from('committed'));
+    w.keep();
+    await w.abort();
+    expect(readdirSync(join(root, '.pacsnode-tmp'))).to.deep.equal([uuid]);
+    const recovered = await storage.recover((u) => u === uuid);
+    expect(recovered).to.deep.equal({ published: 1, discarded: 0 });
+    expect(readFileSync(storage.pathOf(uuid), 'utf8')).to.equal('committed');
+  });
+
+  it('discards an aborted write and refuses names that are not UUIDs', async () => {
+    const w = await storage.begin(uuid);
+    await w.writeAll(Buffer.from('x'));
+    await w.abort();
+    expect(readdirSync(join(root, '.pacsnode-tmp'))).to.deep.equal([]);
+    expect(existsSync(storage.pathOf(uuid))).to.equal(false);
+    expect(() => storage.pathOf('../../etc/passwd')).to.throw(/not an attachment UUID/);
+  });
+});
