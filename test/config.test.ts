@@ -604,3 +604,30 @@ describe('docs/configuration.md', () => {
 function escape(s: string): string {
   return s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
 }
+
+describe('config: HTTP security defaults as Orthanc 1.5.8+', function () {
+  it('turns authentication on when remote access is allowed and AuthenticationEnabled is not set', () => {
+    const { config } = buildConfig({ RemoteAccessAllowed: true, RegisteredUsers: { alice: 'x' } }, 'test');
+    expect(config.AuthenticationEnabled).to.equal(true);
+    expect(config.RegisteredUsers).to.deep.equal({ alice: 'x' });
+  });
+
+  it('adds the default orthanc/orthanc user, with a warning, when no user is registered', () => {
+    const { config, warnings } = buildConfig({ RemoteAccessAllowed: true }, 'test');
+    expect(config.AuthenticationEnabled).to.equal(true);
+    expect(config.RegisteredUsers).to.deep.equal({ orthanc: 'orthanc' });
+    expect(warnings.join(' ')).to.contain('default user');
+  });
+
+  it('keeps an explicit AuthenticationEnabled false, with a warning', () => {
+    const { config, warnings } = buildConfig({ RemoteAccessAllowed: true, AuthenticationEnabled: false }, 'test');
+    expect(config.AuthenticationEnabled).to.equal(false);
+    expect(warnings.join(' ')).to.contain('authentication is disabled');
+  });
+
+  it('leaves authentication off for loopback-only servers', () => {
+    const { config, warnings } = buildConfig({}, 'test');
+    expect(config.AuthenticationEnabled).to.equal(false);
+    expect(warnings).to.deep.equal([]);
+  });
+});

@@ -292,6 +292,24 @@ describe('REST: access control as Orthanc', function () {
     }
   });
 
+  it('reports IsHttpServerSecure as Orthanc: false with remote access and the default user', async () => {
+    const open = await tempServer({ RemoteAccessAllowed: true });
+    try {
+      const auth = { authorization: `Basic ${Buffer.from('orthanc:orthanc').toString('base64')}` };
+      expect((await call(open, 'GET', '/system')).status).to.equal(401);
+      const body = (await call(open, 'GET', '/system', undefined, auth)).json as Json;
+      expect(body.IsHttpServerSecure).to.equal(false);
+    } finally {
+      await open.close();
+    }
+    const local = await tempServer();
+    try {
+      expect(((await call(local, 'GET', '/system')).json as Json).IsHttpServerSecure).to.equal(true);
+    } finally {
+      await local.close();
+    }
+  });
+
   it('keeps the character set of stored values (UTF-8 PatientName round trip)', async () => {
     const s = await tempServer();
     try {

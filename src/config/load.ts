@@ -627,6 +627,24 @@ function assemble(
   if (!given.has('IndexDirectory')) config.IndexDirectory = config.StorageDirectory;
   if (given.has('HttpBindAddress')) config.HttpBindAddress = given.get('HttpBindAddress');
 
+  // Orthanc 1.5.8+: remote access without an explicit AuthenticationEnabled turns authentication on, and without
+  // any registered user a default orthanc/orthanc user is created (and /system reports the server insecure).
+  if (config.RemoteAccessAllowed === true) {
+    if (!given.has('AuthenticationEnabled')) {
+      config.AuthenticationEnabled = true;
+      if (Object.keys(config.RegisteredUsers as Record<string, string>).length === 0) {
+        config.RegisteredUsers = { orthanc: 'orthanc' };
+        warn(
+          warnings,
+          'RemoteAccessAllowed is true and no user is registered: HTTP authentication is on with the default user ' +
+            '"orthanc" (password "orthanc"), as Orthanc does. Declare RegisteredUsers to secure the server.',
+        );
+      }
+    } else if (config.AuthenticationEnabled === false) {
+      warn(warnings, 'remote access is allowed while HTTP authentication is disabled: make sure this is intended');
+    }
+  }
+
   return { config: deepFreeze(config as unknown as Config), warnings, files };
 }
 

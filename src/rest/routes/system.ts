@@ -26,7 +26,11 @@ export function registerSystemRoutes({ app, ctx }: RouteContext): void {
       DicomPort: config.DicomPort,
       HasLabels: true,
       HttpPort: config.HttpPort,
-      IsHttpServerSecure: true,
+      // As Orthanc: insecure when remote clients can come in without credentials or with the default user.
+      IsHttpServerSecure:
+        !config.RemoteAccessAllowed ||
+        (config.AuthenticationEnabled &&
+          !(Object.keys(config.RegisteredUsers).length === 1 && config.RegisteredUsers.orthanc === 'orthanc')),
       MainDicomTags: mainTags,
       MaximumPatientCount: config.MaximumPatientCount,
       MaximumStorageMode: config.MaximumStorageMode,
