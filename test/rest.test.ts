@@ -134,7 +134,12 @@ describe('REST: the first HTTP door', function () {
     expect(expanded).to.have.length(3);
     expect(expanded[0]).to.include.keys('ID', 'MainDicomTags', 'PatientMainDicomTags', 'ParentPatient', 'Series', 'Type', 'IsStable', 'LastUpdate', 'Labels');
     expect((expanded[0]!.PatientMainDicomTags as Json).PatientName).to.equal('MÜLLER^Hans');
-    const instances = (await call(s, 'GET', '/instances?expand&limit=2')).json as Json[];
+    const instances = (await call(s, 'GET', '/instances?expand&since=0&limit=2')).json as Json[];
+    // As Orthanc: since and limit go together, limit=0 lists nothing, and absurd numbers are a 400.
+    expect((await call(s, 'GET', '/instances?limit=2')).status).to.equal(400);
+    expect((await call(s, 'GET', '/instances?since=1')).status).to.equal(400);
+    expect((await call(s, 'GET', '/instances?since=0&limit=0')).json).to.deep.equal([]);
+    expect((await call(s, 'GET', '/instances?since=99999999999999999999&limit=1')).status).to.equal(400);
     expect(instances).to.have.length(2);
     expect(instances[0]).to.include.keys('FileSize', 'FileUuid', 'IndexInSeries', 'ParentSeries');
     const short = (await call(s, 'GET', '/patients?expand&short')).json as Json[];
@@ -213,10 +218,19 @@ describe('REST: the first HTTP door', function () {
     expect(paged).to.deep.equal(allInstances.slice(1, 3));
   });
 
+  it('POST /tools/find takes a list of 20,000 UIDs (one bound value, not 20,000)', async () => {
+    const uids = Array.from({ length: 20000 }, (_, i) => `1.2.3.${i}`);
+    uids.push('1.2.826.0.1.99.0.0');
+    const r = await call(s, 'POST', '/tools/find', JSON.stringify({ Level: 'Study', Query: { StudyInstanceUID: uids.join('\\') } }));
+    expect(r.status).to.equal(200);
+    expect(r.json).to.have.length(1);
+  });
+
   it('POST /tools/find refuses bad bodies with 400', async () => {
     const bad = ['{bad', '[]', JSON.stringify({ Query: {} }), JSON.stringify({ Level: 'Nope', Query: {} }),
       JSON.stringify({ Level: 'Study', Query: { NotATag: 'x' } }), JSON.stringify({ Level: 'Study', Query: { PatientName: 3 } }),
-      JSON.stringify({ Level: 'Study', Query: {}, Labels: ['bad label!'] }), JSON.stringify({ Level: 'Study', Query: {}, Limit: -1 })];
+      JSON.stringify({ Level: 'Study', Query: {}, Labels: ['bad label!'] }), JSON.stringify({ Level: 'Study', Query: {}, Limit: -1 }),
+      JSON.stringify({ Level: 'Study', Query: {}, Since: 1e20 })];
     for (const body of bad) {
       const r = await call(s, 'POST', '/tools/find', body);
       expect(r.status, body).to.equal(400);
@@ -320,6 +334,30 @@ describe('REST: access control as Orthanc', function () {
       expect(tags.PatientName).to.equal('山田^太郎');
       expect(tags.SpecificCharacterSet).to.equal('ISO_IR 192');
       expect(Tags.PatientName).to.equal(0x00100010);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
+describe('REST: MaximumHttpBodySize', function () {
+  it('refuses a body over the limit with 413, declared or streamed, and stores nothing', async () => {
+    const s = await tempServer({ MaximumHttpBodySize: 1 });
+    try {
+      const big = makeInstance({ pixelBytes: 2 << 20 });
+      const declared = await fetch(`${s.url}/instances`, { method: 'POST', body: big });
+      expect(declared.status).to.equal(413);
+      // Chunked upload: no Content-Length, the limit is enforced while streaming.
+      const chunks = [big.subarray(0, 1 << 20), big.subarray(1 << 20)];
+      const streamed = await fetch(`${s.url}/instances`, {
+        method: 'POST',
+        body: new ReadableStream({ pull(c) { const next = chunks.shift(); if (next) c.enqueue(next); else c.close(); } }),
+        duplex: 'half',
+      } as RequestInit);
+      expect(streamed.status).to.equal(413);
+      expect(s.ctx.index.statistics().countInstances).to.equal(0);
+      const small = await fetch(`${s.url}/instances`, { method: 'POST', body: makeInstance() });
+      expect(small.status).to.equal(200);
     } finally {
       await s.close();
     }

@@ -27,8 +27,6 @@ export interface Element {
   fragments?: Fragment[];
   /** Encapsulated pixel data: the Basic Offset Table item. */
   offsetTable?: Fragment;
-  /** Byte offset of the element's header (tag) in `DataSet.bytes`, when known. */
-  headerOffset?: number;
   /**
    * The element was encoded as UN and is read with its dictionary VR (CP-246). Its text keeps trailing spaces:
    * Orthanc strips only a trailing NUL there, and public IDs hashed from such values depend on it.

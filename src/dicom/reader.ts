@@ -477,9 +477,5 @@ function describe(e: unknown): string {
   return String(e);
 }
 
-/** The transfer syntax UID of the meta header, without parsing the dataset. */
-export function metaTransferSyntax(parsed: ParsedDicom): string {
-  return parsed.transferSyntaxUid;
-}
 
 export { ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian };

@@ -72,6 +72,11 @@ export function buildHttpServer(ctx: AppContext): FastifyInstance {
     if (!config.RemoteAccessAllowed && !isLoopback(request.socket.remoteAddress)) {
       return sendError(reply, request, new PacsError('ForbiddenAccess', 'remote access is not allowed (RemoteAccessAllowed is false)'));
     }
+    const maxBody = config.MaximumHttpBodySize * 1024 * 1024;
+    const declared = Number(request.headers['content-length'] ?? 0);
+    if (maxBody > 0 && declared > maxBody) {
+      return sendError(reply, request, tooLarge(maxBody));
+    }
     if (config.AuthenticationEnabled) {
       const user = checkBasicAuth(request.headers.authorization, config.RegisteredUsers);
       if (user === undefined) {
@@ -113,6 +118,10 @@ export function buildHttpServer(ctx: AppContext): FastifyInstance {
   registerResourceRoutes(routes);
   registerToolsRoutes(routes);
   return app;
+}
+
+export function tooLarge(maxBytes: number): PacsError {
+  return new PacsError('BadRequest', `request body larger than MaximumHttpBodySize (${maxBytes} bytes)`, { httpStatus: 413 });
 }
 
 export function sendError(reply: FastifyReply, request: FastifyRequest, error: unknown): FastifyReply {

@@ -26,7 +26,7 @@ export function boolArg(request: FastifyRequest, name: string, defaultValue = fa
 export function intArg(request: FastifyRequest, name: string, defaultValue: number): number {
   const v = arg(request, name);
   if (v === undefined || v === '') return defaultValue;
-  if (!/^\d+$/.test(v)) {
+  if (!/^\d+$/.test(v) || !Number.isSafeInteger(Number(v))) {
     throw new PacsError('ParameterOutOfRange', `argument "${name}" must be a non-negative integer, found "${v}"`, {
       httpStatus: 400,
     });

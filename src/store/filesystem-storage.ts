@@ -136,7 +136,13 @@ export class FilesystemStorage implements StorageArea {
     try {
       return await readFile(this.pathOf(uuid));
     } catch (cause) {
-      throw new PacsError('InexistentFile', `attachment ${uuid} is missing from the storage area`, { cause });
+      if ((cause as NodeJS.ErrnoException).code === 'ENOENT') {
+        throw new PacsError('InexistentFile', `attachment ${uuid} is missing from the storage area`, { cause });
+      }
+      if ((cause as NodeJS.ErrnoException).code === 'ERR_FS_FILE_TOO_LARGE') {
+        throw new PacsError('NotImplemented', `attachment ${uuid} is too large to be read whole; it can be streamed`, { cause });
+      }
+      throw cause;
     }
   }
 

@@ -22,10 +22,6 @@ export type LevelName = (typeof LEVEL_NAMES)[number];
 /** URI segments: `patients`, `studies`, `series`, `instances`. */
 export const LEVEL_PATHS = ['patients', 'studies', 'series', 'instances'] as const;
 
-/** Orthanc's ResourceType numbers (1..4) used in the changes log. */
-export function orthancResourceType(level: Level): number {
-  return level + 1;
-}
 
 /** Parses `Patient`/`patients`/`PATIENT`/`Study`/... ; throws a 400 error otherwise. */
 export function parseLevel(text: string): Level {

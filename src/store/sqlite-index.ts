@@ -518,11 +518,6 @@ export class SqliteIndex {
 
   // ---------------------------------------------------------------- store
 
-  /** Indexes one instance atomically: creates missing parents, tags, metadata, the attachment and the changes. */
-  storeInstance(input: NewInstance): StoreOutcome {
-    return this.transaction(() => this.storeInstanceInTransaction(input));
-  }
-
   /**
    * Indexes several instances in one transaction (group commit): each in its own savepoint, so one that fails
    * (e.g. the storage is full) is rolled back alone and reported in its slot.
@@ -865,15 +860,6 @@ export class SqliteIndex {
     return r.seq;
   }
 
-  lastChange(): ChangeRow | undefined {
-    const r = this.stmt(`SELECT seq, change_type, level, public_id, date FROM changes ORDER BY seq DESC LIMIT 1`).get() as
-      | { seq: number; change_type: number; level: number; public_id: string; date: string }
-      | undefined;
-    return r
-      ? { seq: r.seq, changeType: r.change_type, level: r.level as Level, publicId: r.public_id, date: r.date }
-      : undefined;
-  }
-
   clearChanges(): void {
     this.stmt(`DELETE FROM changes`).run();
   }
@@ -1112,11 +1098,11 @@ function matchSql(c: IndexConstraint, params: unknown[]): string {
       return sql;
     }
     case 'list': {
-      const marks = c.values.map(() => '?').join(',');
-      params.push(...c.values.map(normalizeForMatching));
-      if (!c.caseSensitive) return `tag = ? AND norm IN (${marks})`;
-      params.push(...c.values);
-      return `tag = ? AND norm IN (${marks}) AND value IN (${marks})`;
+      // One bound JSON array, whatever the number of values (SQLite caps the number of bound variables).
+      params.push(JSON.stringify(c.values.map(normalizeForMatching)));
+      if (!c.caseSensitive) return `tag = ? AND norm IN (SELECT value FROM json_each(?))`;
+      params.push(JSON.stringify(c.values));
+      return `tag = ? AND norm IN (SELECT value FROM json_each(?)) AND value IN (SELECT value FROM json_each(?))`;
     }
   }
 }

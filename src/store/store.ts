@@ -458,10 +458,39 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     return att.compression === 2 ? decompressOrthanc(raw) : raw;
   }
 
-  /** The parsed dataset of an instance (the whole file, or up to the pixel data). */
+  /**
+   * The DICOM file of an instance as a stream with its size: read from disk as it is sent when stored
+   * uncompressed (any size), inflated in memory when compressed.
+   */
+  async openDicom(instanceId: string): Promise<{ stream: Readable | Buffer; size: number }> {
+    const row = this.resource(instanceId, Level.Instance);
+    const att = this.index.attachment(row.id, DICOM_ATTACHMENT);
+    if (!att) throw new PacsError('InexistentFile', `instance ${instanceId} has no DICOM file`);
+    if (att.compression === 2) {
+      const bytes = await this.readAttachment(att);
+      return { stream: bytes, size: bytes.length };
+    }
+    return { stream: this.storage.createReadStream(att.uuid), size: att.uncompressedSize };
+  }
+
+  /**
+   * The parsed dataset of an instance: the whole file, or with `untilPixelData` only its head, read up to the
+   * pixel data (from the PixelDataOffset metadata) instead of the whole file.
+   */
   async parseInstance(instanceId: string, options: { untilPixelData?: boolean } = {}): Promise<ParsedDicom> {
+    const read = { defaultEncoding: this.options.defaultEncoding };
+    if (options.untilPixelData) {
+      const row = this.resource(instanceId, Level.Instance);
+      const att = this.index.attachment(row.id, DICOM_ATTACHMENT);
+      const offset = Number(this.index.getMetadata(row.id, MetadataType.PixelDataOffset)?.value ?? NaN);
+      if (att && att.compression === 1 && Number.isFinite(offset) && offset > 0) {
+        // The pixel data element header is at most 12 bytes (explicit VR, 4-byte length).
+        const head = await this.storage.readRange(att.uuid, 0, Math.min(att.uncompressedSize, offset + 12));
+        return readPart10(head, { ...read, untilPixelData: true });
+      }
+    }
     const bytes = await this.readDicom(instanceId);
-    return readPart10(bytes, { untilPixelData: options.untilPixelData, defaultEncoding: this.options.defaultEncoding });
+    return readPart10(bytes, { ...read, untilPixelData: options.untilPixelData });
   }
 
   // ---------------------------------------------------------------- deletion

@@ -4,6 +4,9 @@
  * filesystem storage area for inputs that are already in memory (nearly every DICOM instance).
  */
 import { Worker } from 'node:worker_threads';
+import { logger } from '../core/log.js';
+
+const log = logger('store');
 
 // The worker's code (CommonJS, evaluated): it only touches the paths it is given.
 const WORKER_SOURCE = `
@@ -60,6 +63,8 @@ export class WriterPool {
       if (m.error !== undefined) job.reject(Object.assign(new Error(m.error), { code: m.code }));
       else job.resolve();
     });
+    // An error in the thread itself (not in a write, which is answered as a message) ends it: 'exit' follows.
+    worker.on('error', (e) => log.error(`file writer thread failed: ${e.message}`));
     worker.on('exit', () => {
       for (const id of mine) {
         const job = this.pending.get(id);

@@ -18,8 +18,8 @@ import { tagFromKeywordOrString } from '../../dicom/dictionary.js';
 import type { Tag } from '../../dicom/tag.js';
 import { LEVEL_NAMES, LEVEL_PATHS, Level } from '../../store/levels.js';
 import type { Origin, StoreResult } from '../../store/store.js';
-import type { RouteContext } from '../http-server.js';
-import { boolArg, intArg, json, stringArg } from '../request.js';
+import { tooLarge, type RouteContext } from '../http-server.js';
+import { boolArg, hasArg, intArg, json, stringArg } from '../request.js';
 import { serializeResources, type TagsFormat } from '../serialize.js';
 
 const log = logger('http');
@@ -43,11 +43,15 @@ export function parseRequestedTags(value: string | readonly unknown[] | undefine
   });
 }
 
-async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>): AsyncGenerator<Buffer> {
+/** The head already read, then the rest of the body, refusing more than `maxBytes` in all (0 = no limit). */
+async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>, maxBytes: number): AsyncGenerator<Buffer> {
+  let size = first.length;
   yield first;
   while (true) {
     const { value, done } = await rest.next();
     if (done) return;
+    size += value.length;
+    if (maxBytes > 0 && size > maxBytes) throw tooLarge(maxBytes);
     yield value;
   }
 }
@@ -59,9 +63,14 @@ export function registerResourceRoutes({ app, ctx }: RouteContext): void {
     const path = LEVEL_PATHS[level];
 
     app.get(`/${path}`, async (request, reply) => {
+      // As Orthanc: `since` and `limit` go together, and `limit=0` lists nothing.
+      const paged = hasArg(request, 'since') || hasArg(request, 'limit');
+      if (paged && !(hasArg(request, 'since') && hasArg(request, 'limit'))) {
+        throw new PacsError('BadRequest', `Missing "${hasArg(request, 'since') ? 'limit' : 'since'}" argument for GET request against: ${request.url}`);
+      }
       const since = intArg(request, 'since', 0);
       const limit = intArg(request, 'limit', 0);
-      const rows = index.list(level, since, limit);
+      const rows = paged && limit === 0 ? [] : index.list(level, since, limit);
       if (!boolArg(request, 'expand')) return reply.type('application/json').send(json(rows.map((r) => r.publicId)));
       const body = await serializeResources(ctx, rows, level, {
         format: tagsFormatOf(request),
@@ -97,11 +106,12 @@ export function registerResourceRoutes({ app, ctx }: RouteContext): void {
   app.post('/instances', async (request, reply) => uploadInstances(ctx, request, reply));
 
   app.get<{ Params: { id: string } }>('/instances/:id/file', async (request, reply) => {
-    const bytes = await store.readDicom(request.params.id);
+    const { stream, size } = await store.openDicom(request.params.id);
     return reply
       .type('application/dicom')
+      .header('Content-Length', size)
       .header('Content-Disposition', `filename="${request.params.id}.dcm"`)
-      .send(bytes);
+      .send(stream);
   });
 
   const tagsRoute = (format: (request: FastifyRequest) => OrthancTagsFormat) =>
@@ -140,7 +150,9 @@ async function uploadInstances(ctx: RouteContext['ctx'], request: FastifyRequest
   }
   if (size === 0) throw new PacsError('BadFileFormat', 'empty request body: expected a DICOM file or a ZIP archive');
   const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
-  const body = ended ? head : Readable.from(prepend(head, iterator));
+  const maxBytes = ctx.config.MaximumHttpBodySize * 1024 * 1024;
+  if (maxBytes > 0 && head.length > maxBytes) throw tooLarge(maxBytes);
+  const body = ended ? head : Readable.from(prepend(head, iterator, maxBytes));
   if (head.length >= 4 && head.readUInt32LE(0) === 0x04034b50) {
     const results = await storeZip(ctx, Buffer.isBuffer(body) ? Readable.from([body]) : body, origin);
     return reply.type('application/json').send(json(results));

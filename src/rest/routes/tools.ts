@@ -26,7 +26,7 @@ export function validateLabel(label: unknown): string {
 function optionalInt(body: Record<string, unknown>, key: string): number | undefined {
   const v = body[key];
   if (v === undefined) return undefined;
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < 0) {
+  if (typeof v !== 'number' || !Number.isSafeInteger(v) || v < 0) {
     throw new PacsError('BadRequest', `"${key}" must be a non-negative integer`);
   }
   return v;

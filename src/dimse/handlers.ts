@@ -1,0 +1,61 @@
+/**
+ * THE SEAM between the DICOM network layer and the application (Orthanc's IStoreRequestHandler & co.): the SCPs
+ * in `dimse/scp/*` call these interfaces; `app/dicom-handlers.ts` implements them over the store, the query engine
+ * and the SCUs. `dimse/` never imports `store/`, `query/` or `app/`.
+ *
+ * Handlers return DIMSE statuses; a handler that throws is turned into a failure status by the SCP (the
+ * association goes on).
+ */
+import type { Readable } from 'node:stream';
+
+/** What the SCPs know of the association a request arrived on. */
+export interface AssociationInfo {
+  /** A small integer identifying the association in logs (`CALLING->CALLED#id`). */
+  id: number;
+  callingAet: string;
+  calledAet: string;
+  remoteAddress: string;
+}
+
+export interface EchoHandler {
+  echo(assoc: AssociationInfo): Promise<number>;
+}
+
+export interface StoreRequest {
+  sopClassUid: string;
+  sopInstanceUid: string;
+  /** The transfer syntax of the presentation context the dataset arrived in. */
+  transferSyntaxUid: string;
+  /** The dataset bytes as received (no meta header), streamed as the PDVs arrive. */
+  dataset: Readable;
+  /** Set when the store is a sub-operation of a C-MOVE (PS3.7 §9.1.1.1). */
+  moveOriginator?: { aet: string; messageId: number };
+}
+
+export interface StoreHandler {
+  store(request: StoreRequest, assoc: AssociationInfo): Promise<number>;
+}
+
+/** Decides whether an association is accepted (Orthanc's IApplicationEntityFilter). */
+export interface AssociationPolicy {
+  /**
+   * Accept or reject an association request. A rejection carries PS3.8 §9.3.4 values:
+   * result 1 permanent / 2 transient; source 1 service user; reason 1 no reason, 3 calling AE not recognized,
+   * 7 called AE not recognized.
+   */
+  acceptAssociation(request: {
+    callingAet: string;
+    calledAet: string;
+    remoteAddress: string;
+  }): { accept: true } | { accept: false; result: 1 | 2; source: 1 | 2 | 3; reason: number };
+  /** Transfer syntaxes accepted for an abstract syntax (empty: the SOP class is refused). */
+  transferSyntaxesFor(abstractSyntax: string): readonly string[];
+  /** Whether a request of this kind from this peer is allowed (Orthanc's AllowEcho, AllowStore, ...). */
+  isAllowed(kind: 'echo' | 'store' | 'find' | 'move' | 'get', assoc: AssociationInfo): boolean;
+}
+
+export interface DicomHandlers {
+  policy: AssociationPolicy;
+  echo: EchoHandler;
+  store: StoreHandler;
+}
