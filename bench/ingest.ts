@@ -91,7 +91,7 @@ interface Target {
 
 async function startPacsnode(dir: string): Promise<Target> {
   const config = join(dir, 'pacsnode.json');
-  writeFileSync(config, JSON.stringify({ HttpPort: 0, StorageDirectory: join(dir, 'pacsnode-storage') }));
+  writeFileSync(config, JSON.stringify({ HttpPort: 0, DicomPort: 0, StorageDirectory: join(dir, 'pacsnode-storage') }));
   const server = await startServer(config, { useBin: existsSync(new URL('../dist/cli/main.js', import.meta.url)) });
   return {
     name: 'pacsnode',

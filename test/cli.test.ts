@@ -34,7 +34,7 @@ describe('CLI: pacsnode serve', function () {
 
   it('warns about unknown keys and serves; SIGTERM lets an in-flight upload finish, then exits 0', async () => {
     const path = join(dir, 'config.json');
-    writeFileSync(path, JSON.stringify({ HttpPort: 0, StorageDirectory: join(dir, 's'), NoSuchOption: 1 }));
+    writeFileSync(path, JSON.stringify({ HttpPort: 0, DicomPort: 0, StorageDirectory: join(dir, 's'), NoSuchOption: 1 }));
     const server = await startServer(path, { useBin: true });
     expect(server.stderr()).to.contain('NoSuchOption');
     const bytes = makeInstance({ pixelBytes: 256 * 1024 });

@@ -150,7 +150,9 @@ describe('config', () => {
           "RegisteredUsers" : { "alice" : "s3cret" },
           "SyncStorageArea" : false, "SyncIndex" : true, "StorageAccessOnFind" : "Never",
           "LimitFindResults" : 100, "LimitFindInstances" : 200,
-          "HttpBindAddress" : "127.0.0.1", "MaximumHttpBodySize" : 50, "OrthancApiVersion" : "1.12.5"
+          "HttpBindAddress" : "127.0.0.1", "MaximumHttpBodySize" : 50, "OrthancApiVersion" : "1.12.5",
+          "DicomServerEnabled" : false, "DicomCheckCalledAet" : true, "DicomScpTimeout" : 10,
+          "MaximumPduLength" : 32768, "UnknownSopClassAccepted" : true
         }`,
       );
       const { config, files, warnings } = loadConfig(file);
@@ -184,6 +186,11 @@ describe('config', () => {
         LimitFindInstances: 200,
         HttpBindAddress: '127.0.0.1',
         MaximumHttpBodySize: 50,
+        DicomServerEnabled: false,
+        DicomCheckCalledAet: true,
+        DicomScpTimeout: 10,
+        MaximumPduLength: 32768,
+        UnknownSopClassAccepted: true,
         OrthancApiVersion: '1.12.5',
       } satisfies Config);
     });
@@ -241,6 +248,11 @@ describe('config', () => {
       ['AuthenticationEnabled', 0, 'AuthenticationEnabled must be a boolean'],
       ['SyncStorageArea', [], 'SyncStorageArea must be a boolean (true or false), found an array'],
       ['SyncIndex', 'yes', 'SyncIndex must be a boolean (true or false), found "yes" (a string)'],
+      ['DicomServerEnabled', 1, 'DicomServerEnabled must be a boolean'],
+      ['DicomCheckCalledAet', 'no', 'DicomCheckCalledAet must be a boolean'],
+      ['DicomScpTimeout', -1, 'DicomScpTimeout must be'],
+      ['MaximumPduLength', 100, 'MaximumPduLength must be an integer 4096..131072'],
+      ['UnknownSopClassAccepted', null, 'UnknownSopClassAccepted must be a boolean'],
       ['MaximumStorageSize', -1, 'MaximumStorageSize must be a non-negative integer, found -1'],
       ['MaximumPatientCount', 2.5, 'MaximumPatientCount must be a non-negative integer'],
       ['StableAge', '60', 'StableAge must be a non-negative integer'],

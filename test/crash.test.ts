@@ -40,7 +40,7 @@ describe('crash safety: SIGKILL during concurrent ingest', function () {
   it('loses no acknowledged instance and leaves no orphan, over three kills', async () => {
     const storage = join(dir, 'storage');
     const configPath = join(dir, 'config.json');
-    writeFileSync(configPath, JSON.stringify({ HttpPort: 0, StorageDirectory: storage, SyncStorageArea: true }));
+    writeFileSync(configPath, JSON.stringify({ HttpPort: 0, DicomPort: 0, StorageDirectory: storage, SyncStorageArea: true }));
     const acknowledged = new Map<string, string>(); // instance ID -> MD5 of the bytes sent
 
     for (let round = 0; round < 3; round++) {

@@ -4,6 +4,8 @@
  */
 import { describeConfig, loadConfig } from '../config/load.js';
 import { createContext } from '../app/context.js';
+import { createDicomHandlers } from '../app/dicom-handlers.js';
+import { DicomScpServer } from '../dimse/scp/server.js';
 import { logger } from '../core/log.js';
 import { buildHttpServer, startHttpServer } from '../rest/http-server.js';
 
@@ -21,9 +23,20 @@ export async function serve(options: ServeOptions): Promise<void> {
   const http = buildHttpServer(ctx);
   const host = config.HttpBindAddress ?? (config.RemoteAccessAllowed ? '0.0.0.0' : '127.0.0.1');
   const port = await startHttpServer(http, config.HttpPort, host);
-  // A machine-readable line for scripts and tests that start us with port 0.
   log.info(`HTTP server listening on http://${host}:${port}/`);
-  process.stdout.write(`pacsnode ready: http=${port}\n`);
+  let dicom: DicomScpServer | undefined;
+  let dicomPort = 0;
+  if (config.DicomServerEnabled) {
+    dicom = new DicomScpServer(createDicomHandlers(ctx), {
+      aet: config.DicomAet,
+      maxPduLength: config.MaximumPduLength,
+      idleTimeoutMs: config.DicomScpTimeout * 1000,
+    });
+    dicomPort = await dicom.listen(config.DicomPort);
+    log.info(`DICOM server listening on port ${dicomPort}, AET ${config.DicomAet}`);
+  }
+  // A machine-readable line for scripts and tests that start us with port 0.
+  process.stdout.write(`pacsnode ready: http=${port} dicom=${dicomPort}\n`);
 
   let stopping = false;
   const stop = async (signal: string) => {
@@ -31,7 +44,7 @@ export async function serve(options: ServeOptions): Promise<void> {
     stopping = true;
     log.info(`${signal} received: finishing in-flight work`);
     try {
-      await http.close();
+      await Promise.all([http.close(), dicom?.close()]);
       await ctx.close();
       log.info('stopped');
       process.exit(0);

@@ -62,6 +62,16 @@ export interface Config {
   HttpBindAddress?: string;
   /** Largest accepted HTTP request body, in MB (0 = no limit). */
   MaximumHttpBodySize: number;
+  /** Run the DICOM server (C-ECHO, C-STORE SCP) on DicomPort. */
+  DicomServerEnabled: boolean;
+  /** Refuse associations whose called AE title is not DicomAet. */
+  DicomCheckCalledAet: boolean;
+  /** Seconds without traffic after which an established DICOM association is aborted. */
+  DicomScpTimeout: number;
+  /** Our Maximum Length for received PDUs (bytes). */
+  MaximumPduLength: number;
+  /** Accept SOP classes that are not standard storage classes, for storage. */
+  UnknownSopClassAccepted: boolean;
   /** The Orthanc release whose REST API is implemented, as reported by `/system`. */
   OrthancApiVersion: string;
 }
@@ -94,6 +104,11 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   LimitFindInstances: 0,
   MaximumHttpBodySize: 0,
   OrthancApiVersion: '1.12.6',
+  DicomServerEnabled: true,
+  DicomCheckCalledAet: false,
+  DicomScpTimeout: 30,
+  MaximumPduLength: 16384,
+  UnknownSopClassAccepted: false,
 } satisfies Config);
 
 /** Keys this version reads. Anything else in a configuration file is reported. */

@@ -7,6 +7,7 @@ export const ROOT = fileURLToPath(new URL('../../', import.meta.url));
 export interface RunningServer {
   child: ChildProcess;
   port: number;
+  dicomPort: number;
   url: string;
   stderr: () => string;
   exited: Promise<{ code: number | null; signal: NodeJS.Signals | null }>;
@@ -35,11 +36,11 @@ export function startServer(configPath: string, options: { useBin?: boolean } = 
     const timer = setTimeout(() => reject(new Error(`server did not start in time:\n${stderr}`)), 30000);
     child.stdout!.on('data', (d: Buffer) => {
       stdout += d.toString();
-      const m = /pacsnode ready: http=(\d+)/.exec(stdout);
+      const m = /pacsnode ready: http=(\d+) dicom=(\d+)/.exec(stdout);
       if (m) {
         clearTimeout(timer);
         const port = Number(m[1]);
-        resolve({ child, port, url: `http://127.0.0.1:${port}`, stderr: () => stderr, exited });
+        resolve({ child, port, dicomPort: Number(m[2]), url: `http://127.0.0.1:${port}`, stderr: () => stderr, exited });
       }
     });
     void exited.then(({ code, signal }) => {

@@ -1,0 +1,74 @@
+/**
+ * The application's side of the DIMSE seam (`dimse/handlers.ts`), over the store: what Orthanc's
+ * OrthancStoreRequestHandler and its application-entity filter do. C-STORE streams the received dataset, behind a
+ * meta header built from the presentation context, into the one ingestion path.
+ */
+import { Readable } from 'node:stream';
+import { isPacsError } from '../core/errors.js';
+import { logger } from '../core/log.js';
+import { ALL_TRANSFER_SYNTAXES, ExplicitVRLittleEndian, ImplicitVRLittleEndian } from '../dicom/transfer-syntax.js';
+import { isStorageSopClass, SopClasses } from '../dicom/uids.js';
+import { buildMetaHeader } from '../dicom/writer.js';
+import type { AssociationInfo, DicomHandlers, StoreRequest } from '../dimse/handlers.js';
+import { Status } from '../dimse/status.js';
+import type { AppContext } from './context.js';
+
+const log = logger('dicom');
+
+/** Every transfer syntax pacsnode can store as received: the uncompressed ones first, then the others. */
+const STORAGE_SYNTAXES = ALL_TRANSFER_SYNTAXES.map((t) => t.uid);
+const UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian];
+
+async function* withMetaHeader(meta: Buffer, dataset: Readable): AsyncGenerator<Buffer> {
+  yield meta;
+  for await (const chunk of dataset as AsyncIterable<Buffer>) yield chunk;
+}
+
+export function createDicomHandlers(ctx: AppContext): DicomHandlers {
+  const { config, store } = ctx;
+  return {
+    policy: {
+      acceptAssociation: (request) => {
+        if (config.DicomCheckCalledAet && request.calledAet !== config.DicomAet) {
+          return { accept: false, result: 1, source: 1, reason: 7 }; // called AE title not recognized
+        }
+        return { accept: true };
+      },
+      transferSyntaxesFor: (abstractSyntax) => {
+        if (abstractSyntax === SopClasses.Verification) return UNCOMPRESSED;
+        if (isStorageSopClass(abstractSyntax) || config.UnknownSopClassAccepted) return STORAGE_SYNTAXES;
+        return [];
+      },
+      isAllowed: () => true,
+    },
+    echo: {
+      echo: async () => Status.Success,
+    },
+    store: {
+      store: async (request: StoreRequest, assoc: AssociationInfo) => {
+        const meta = buildMetaHeader({
+          sopClassUid: request.sopClassUid,
+          sopInstanceUid: request.sopInstanceUid,
+          transferSyntaxUid: request.transferSyntaxUid,
+          sourceAet: assoc.callingAet,
+        });
+        try {
+          const result = await store.store(Readable.from(withMetaHeader(meta, request.dataset)), {
+            kind: 'dimse',
+            remoteAet: assoc.callingAet,
+            calledAet: assoc.calledAet,
+            remoteIp: assoc.remoteAddress,
+          });
+          log.verbose(`${assoc.callingAet}->${assoc.calledAet}#${assoc.id} C-STORE ${result.Status}`);
+          return Status.Success;
+        } catch (e) {
+          request.dataset.resume(); // drain what is left, so the association goes on
+          log.warn(`${assoc.callingAet}->${assoc.calledAet}#${assoc.id} C-STORE refused: ${(e as Error).message}`);
+          if (isPacsError(e) && e.code === 'FullStorage') return Status.OutOfResources;
+          if (isPacsError(e) && e.code === 'BadFileFormat') return Status.CannotUnderstand;
+          return Status.ProcessingFailure;
+        }
+      },
+    },
+  };
+}
