@@ -1,0 +1,177 @@
+/**
+ * One established association on the SCP side: reassembles DIMSE messages, hands each request to its service
+ * (`echo.ts`, `store.ts`, ...), sends the responses, handles C-CANCEL and the release. Services are a table keyed
+ * by Command Field (STYLE.md habit 2); a service never touches the socket, only this session's methods.
+ */
+import { logger } from '../../core/log.js';
+import type { Association } from '../../net/association.js';
+import type { AcceptedContext } from '../../net/negotiation.js';
+import type { Pdv } from '../../net/pdu/types.js';
+import type { CommandSet } from '../command.js';
+import { fragmentMessage, MessageAssembler, type AssembledMessage } from '../fragment.js';
+import type { AssociationInfo, DicomHandlers } from '../handlers.js';
+import { encodeMessage, fromCommandSet, type DimseMessage } from '../messages.js';
+import { formatStatus } from '../status.js';
+
+const log = logger('dicom');
+
+/** Where a streamed dataset goes (a C-STORE into the store). */
+export interface DatasetSink {
+  /** Returns false when the consumer is full: the session stops reading the socket until `drain`. */
+  write(chunk: Buffer): boolean;
+  end(): void;
+  destroy(error: Error): void;
+  onDrain(listener: () => void): void;
+}
+
+/** The SCP behaviour of one DIMSE service. */
+export interface ScpService {
+  /**
+   * Optional: the command is complete and a dataset follows. Return a sink to receive the dataset as it arrives
+   * (and start the work now), or undefined to receive it whole in `handle`.
+   */
+  streamDataset?(session: ScpSession, contextId: number, command: CommandSet): DatasetSink | undefined;
+  /** A complete request (its dataset, if not streamed, as fragments). */
+  handle(session: ScpSession, contextId: number, request: DimseMessage, dataset: Buffer[] | undefined): void;
+}
+
+/** C-CANCEL-RQ (PS3.7 §9.3.2.3) is answered by the session itself: it must not wait behind the request it cancels. */
+const C_CANCEL_RQ = 0x0fff;
+
+export class ScpSession {
+  private readonly assembler: MessageAssembler;
+  /** The request under way: without asynchronous operations (PS3.7 §D.3.3.3), one at a time. */
+  private current: Promise<void> = Promise.resolve();
+  private pending = 0;
+  private sink: DatasetSink | undefined;
+  /** Message ID -> the controller cancelling that request's work (C-FIND, C-MOVE, C-GET). */
+  private readonly cancellable = new Map<number, AbortController>();
+
+  constructor(
+    readonly association: Association,
+    readonly info: AssociationInfo,
+    readonly contexts: ReadonlyMap<number, AcceptedContext>,
+    /** The peer's Maximum Length (0 = unlimited). */
+    readonly peerMaxPdu: number,
+    readonly handlers: DicomHandlers,
+    private readonly services: ReadonlyMap<number, ScpService>,
+  ) {
+    this.assembler = new MessageAssembler({
+      acceptedContexts: new Set(contexts.keys()),
+      streamDataset: (contextId, command) => {
+        const service = this.services.get(command.CommandField ?? -1);
+        const sink = service?.streamDataset?.(this, contextId, command);
+        if (!sink) return false;
+        this.sink = sink;
+        sink.onDrain(() => association.pauseReading(false));
+        return true;
+      },
+      onDatasetChunk: (_contextId, chunk, isLast) => {
+        const sink = this.sink;
+        if (!sink) return;
+        if (chunk.length > 0 && !sink.write(chunk)) association.pauseReading(true);
+        if (isLast) {
+          sink.end();
+          this.sink = undefined;
+        }
+      },
+    });
+    association.on('pdata', (pdu) => {
+      try {
+        for (const pdv of pdu.pdvs) {
+          const message = this.assembler.push(pdv);
+          if (message) this.onMessage(message);
+        }
+      } catch (e) {
+        // A DIMSE protocol violation (PDV sequence, unknown context, malformed command): the association ends.
+        log.warn(`${association.tag()} ${(e as Error).message}: aborting`);
+        this.sink?.destroy(e as Error);
+        association.abort(0);
+      }
+    });
+    association.on('release-request', () => {
+      void this.idle().then(() => association.releaseResponse());
+    });
+    association.on('closed', () => {
+      this.sink?.destroy(new Error('association closed'));
+      for (const controller of this.cancellable.values()) controller.abort();
+    });
+  }
+
+  get tag(): string {
+    return this.association.tag();
+  }
+
+  get isIdle(): boolean {
+    return this.pending === 0;
+  }
+
+  idle(): Promise<void> {
+    return this.current.then(() => undefined);
+  }
+
+  transferSyntaxOf(contextId: number): string {
+    return this.contexts.get(contextId)!.transferSyntax;
+  }
+
+  private onMessage(message: AssembledMessage): void {
+    const { presentationContextId: contextId, command } = message;
+    if (command.CommandField === C_CANCEL_RQ) {
+      const id = command.MessageIDBeingRespondedTo ?? -1;
+      log.verbose(`${this.tag} C-CANCEL of message ${id}`);
+      this.cancellable.get(id)?.abort();
+      return;
+    }
+    let request: DimseMessage;
+    try {
+      request = fromCommandSet(command);
+    } catch (e) {
+      log.warn(`${this.tag} bad command: ${(e as Error).message}`);
+      this.association.abort(0);
+      return;
+    }
+    const service = this.services.get(command.CommandField ?? -1);
+    if (!service) {
+      // Only the SOP classes of the services below are negotiated, so this is a peer breaking the rules.
+      log.warn(`${this.tag} ${request.type} is not supported: aborting`);
+      this.association.abort(0);
+      return;
+    }
+    // A streamed dataset's request is already under way (the service started it in streamDataset).
+    if (message.streamed) return;
+    service.handle(this, contextId, request, message.dataset);
+  }
+
+  /**
+   * Runs one request's work after the previous one. A throw is logged and turned into `onError`'s answer (STYLE.md
+   * habit 5). `messageId` makes the work cancellable by C-CANCEL through the signal passed to `task`.
+   */
+  run(task: (signal: AbortSignal) => Promise<void>, onError: (e: unknown) => Promise<void>, messageId?: number): Promise<void> {
+    this.pending++;
+    const controller = new AbortController();
+    if (messageId !== undefined) this.cancellable.set(messageId, controller);
+    const next = this.current
+      .then(() => task(controller.signal))
+      .catch(async (e: unknown) => {
+        log.warn(`${this.tag} handler failed: ${(e as Error).message}`);
+        await onError(e).catch(() => undefined);
+      })
+      .finally(() => {
+        this.pending--;
+        if (messageId !== undefined) this.cancellable.delete(messageId);
+      });
+    this.current = next;
+    return next;
+  }
+
+  /** Sends a message (and its dataset), fragmented to the peer's Maximum Length; resolves under back-pressure. */
+  async respond(contextId: number, message: DimseMessage, dataset?: Buffer): Promise<void> {
+    if (!this.association.isEstablished) return;
+    const pdvs: Pdv[] = fragmentMessage(contextId, encodeMessage(message), dataset, this.peerMaxPdu);
+    for (const pdv of pdvs) await this.association.sendPData([pdv]);
+    if (log.isEnabled('debug')) {
+      const status = 'Status' in message ? ` ${formatStatus((message as { Status: number }).Status)}` : '';
+      log.debug(`${this.tag} ${message.type}${status}`);
+    }
+  }
+}
