@@ -9,7 +9,8 @@ import { logger } from '../core/log.js';
 import { ALL_TRANSFER_SYNTAXES, ExplicitVRLittleEndian, ImplicitVRLittleEndian } from '../dicom/transfer-syntax.js';
 import { isStorageSopClass, SopClasses } from '../dicom/uids.js';
 import { buildMetaHeader } from '../dicom/writer.js';
-import type { AssociationInfo, DicomHandlers, StoreRequest } from '../dimse/handlers.js';
+import { FindRefusal, type AssociationInfo, type DicomHandlers, type StoreRequest } from '../dimse/handlers.js';
+import { IdentifierError, identifiersOf, queryFromIdentifier } from '../query/from-identifier.js';
 import { Status } from '../dimse/status.js';
 import type { AppContext } from './context.js';
 
@@ -18,6 +19,9 @@ const log = logger('dicom');
 /** Every transfer syntax pacsnode can store as received: the uncompressed ones first, then the others. */
 const STORAGE_SYNTAXES = ALL_TRANSFER_SYNTAXES.map((t) => t.uid);
 const UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian];
+const FIND_MODELS = new Set<string>([SopClasses.PatientRootFind, SopClasses.StudyRootFind, SopClasses.PatientStudyOnlyFind]);
+/** Answers are read and sent in pages, so that a C-CANCEL stops them between two pages. */
+const ANSWER_PAGE = 100;
 
 async function* withMetaHeader(meta: Buffer, dataset: Readable): AsyncGenerator<Buffer> {
   yield meta;
@@ -35,7 +39,7 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
         return { accept: true };
       },
       transferSyntaxesFor: (abstractSyntax) => {
-        if (abstractSyntax === SopClasses.Verification) return UNCOMPRESSED;
+        if (abstractSyntax === SopClasses.Verification || FIND_MODELS.has(abstractSyntax)) return UNCOMPRESSED;
         if (isStorageSopClass(abstractSyntax) || config.UnknownSopClassAccepted) return STORAGE_SYNTAXES;
         return [];
       },
@@ -43,6 +47,28 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
     },
     echo: {
       echo: async () => Status.Success,
+    },
+    find: {
+      async *find(request, assoc, signal) {
+        let parsed;
+        try {
+          parsed = queryFromIdentifier(request.identifier, {
+            studyRoot: request.sopClassUid === SopClasses.StudyRootFind,
+            caseSensitive: true,
+          });
+        } catch (e) {
+          if (e instanceof IdentifierError) throw new FindRefusal(Status.DataSetDoesNotMatchSOPClass, e.message);
+          throw e;
+        }
+        const rows = await ctx.engine.find(parsed.query);
+        log.verbose(`${assoc.callingAet}->${assoc.calledAet}#${assoc.id} C-FIND: ${rows.length} match(es)`);
+        for (let i = 0; i < rows.length && !signal.aborted; i += ANSWER_PAGE) {
+          const page = rows.slice(i, i + ANSWER_PAGE);
+          yield* await identifiersOf(ctx.engine, page, parsed.query.level, parsed.requested, {
+            readFiles: config.StorageAccessOnFind !== 'Never',
+          });
+        }
+      },
     },
     store: {
       store: async (request: StoreRequest, assoc: AssociationInfo) => {

@@ -479,3 +479,34 @@ function describe(e: unknown): string {
 
 
 export { ImplicitVRLittleEndian, ExplicitVRLittleEndian, ExplicitVRBigEndian };
+
+/**
+ * Reads a bare dataset whose transfer syntax is known from elsewhere (a DIMSE identifier, whose syntax is the
+ * presentation context's). Throws `DicomFormatError` when it cannot be read whole.
+ */
+export function readDataset(bytes: Buffer, transferSyntaxUid: string, options: { defaultEncoding?: string } = {}): DataSet {
+  const defaultEncoding = options.defaultEncoding ?? 'Latin1';
+  let data = bytes;
+  if (transferSyntaxUid === DeflatedExplicitVRLittleEndian) {
+    try {
+      data = inflateRawSync(bytes, { maxOutputLength: maxInflatedSize(bytes.length) });
+    } catch (cause) {
+      throw new DicomFormatError('deflated dataset cannot be inflated', { cause });
+    }
+  }
+  const syntax = transferSyntax(transferSyntaxUid);
+  const outcome = parseDataSet(data, 0, transferSyntaxUid, false);
+  if (outcome.error !== undefined) throw new DicomFormatError(`unreadable dataset: ${describe(outcome.error)}`);
+  const ctx: ConvertContext = {
+    bytes: data,
+    littleEndian: syntax.littleEndian,
+    explicitVr: syntax.explicitVr,
+    truncated: false,
+    pixelRepresentation: syntax.explicitVr ? undefined : readPixelRepresentation(data, outcome.dp),
+  };
+  const charsetEl = outcome.dp.elements.x00080005;
+  const charsetValue = charsetEl ? data.toString('latin1', charsetEl.dataOffset, charsetEl.dataOffset + charsetEl.length) : undefined;
+  const dataset = convertDataSet(outcome.dp, ctx, CharsetDecoder.for(charsetValue, defaultEncoding), defaultEncoding);
+  if (ctx.truncated) throw new DicomFormatError('truncated dataset');
+  return dataset;
+}

@@ -7,6 +7,8 @@
  * association goes on).
  */
 import type { Readable } from 'node:stream';
+import type { DataSet } from '../dicom/dataset.js';
+import type { WriteElement } from '../dicom/writer.js';
 
 /** What the SCPs know of the association a request arrived on. */
 export interface AssociationInfo {
@@ -36,6 +38,32 @@ export interface StoreHandler {
   store(request: StoreRequest, assoc: AssociationInfo): Promise<number>;
 }
 
+export interface FindRequest {
+  /** The information model (Patient Root, Study Root...) of the presentation context. */
+  sopClassUid: string;
+  /** The Identifier: QueryRetrieveLevel, matching keys (with values) and return keys (empty). */
+  identifier: DataSet;
+}
+
+export interface FindHandler {
+  /**
+   * The answers, one Identifier each (only the requested keys, plus QueryRetrieveLevel and SpecificCharacterSet).
+   * Stops early when `signal` is aborted (C-CANCEL). Throwing a `FindRefusal` answers its status.
+   */
+  find(request: FindRequest, assoc: AssociationInfo, signal: AbortSignal): AsyncIterable<WriteElement[]>;
+}
+
+/** A C-FIND the handler refuses with a specific status (e.g. 0xA900 identifier does not match SOP class). */
+export class FindRefusal extends Error {
+  constructor(
+    readonly status: number,
+    message: string,
+  ) {
+    super(message);
+    this.name = 'FindRefusal';
+  }
+}
+
 /** Decides whether an association is accepted (Orthanc's IApplicationEntityFilter). */
 export interface AssociationPolicy {
   /**
@@ -58,4 +86,5 @@ export interface DicomHandlers {
   policy: AssociationPolicy;
   echo: EchoHandler;
   store: StoreHandler;
+  find: FindHandler;
 }

@@ -11,6 +11,7 @@ import { DICOM_APPLICATION_CONTEXT, type AAssociateAc, type AAssociateRq } from 
 import { UlServer } from '../../net/server.js';
 import type { AssociationInfo, DicomHandlers } from '../handlers.js';
 import { echoScp } from './echo.js';
+import { findScp } from './find.js';
 import { ScpSession, type ScpService } from './session.js';
 import { storeScp } from './store.js';
 
@@ -20,6 +21,7 @@ const log = logger('dicom');
 const SERVICES: ReadonlyMap<number, ScpService> = new Map([
   [0x0030, echoScp], // C-ECHO-RQ
   [0x0001, storeScp], // C-STORE-RQ
+  [0x0020, findScp], // C-FIND-RQ
 ]);
 
 export interface ScpServerOptions {
