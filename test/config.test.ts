@@ -152,7 +152,11 @@ describe('config', () => {
           "LimitFindResults" : 100, "LimitFindInstances" : 200,
           "HttpBindAddress" : "127.0.0.1", "MaximumHttpBodySize" : 50, "OrthancApiVersion" : "1.12.5",
           "DicomServerEnabled" : false, "DicomCheckCalledAet" : true, "DicomScpTimeout" : 10,
-          "MaximumPduLength" : 32768, "UnknownSopClassAccepted" : true
+          "MaximumPduLength" : 32768, "UnknownSopClassAccepted" : true,
+          "DicomModalities" : { "ct" : [ "CT1", "10.0.0.1", 104 ], "mr" : { "AET" : "MR1", "Host" : "mr.local", "Port" : 11112, "AllowFind" : false } },
+          "DicomAlwaysAllowEcho" : false, "DicomAlwaysAllowStore" : false, "DicomAlwaysAllowFind" : true,
+          "DicomAlwaysAllowGet" : true, "DicomAlwaysAllowMove" : true, "DicomCheckModalityHost" : true,
+          "StrictAetComparison" : true
         }`,
       );
       const { config, files, warnings } = loadConfig(file);
@@ -191,6 +195,14 @@ describe('config', () => {
         DicomScpTimeout: 10,
         MaximumPduLength: 32768,
         UnknownSopClassAccepted: true,
+        DicomModalities: { ct: ['CT1', '10.0.0.1', 104], mr: { AET: 'MR1', Host: 'mr.local', Port: 11112, AllowFind: false } },
+        DicomAlwaysAllowEcho: false,
+        DicomAlwaysAllowStore: false,
+        DicomAlwaysAllowFind: true,
+        DicomAlwaysAllowGet: true,
+        DicomAlwaysAllowMove: true,
+        DicomCheckModalityHost: true,
+        StrictAetComparison: true,
         OrthancApiVersion: '1.12.5',
       } satisfies Config);
     });
@@ -253,6 +265,14 @@ describe('config', () => {
       ['DicomScpTimeout', -1, 'DicomScpTimeout must be'],
       ['MaximumPduLength', 100, 'MaximumPduLength must be an integer 4096..131072'],
       ['UnknownSopClassAccepted', null, 'UnknownSopClassAccepted must be a boolean'],
+      ['DicomModalities', { bad: ['AET'] }, 'DicomModalities.bad must be ["AET", "host", port] or an object'],
+      ['DicomAlwaysAllowEcho', 1, 'DicomAlwaysAllowEcho must be a boolean'],
+      ['DicomAlwaysAllowStore', 1, 'DicomAlwaysAllowStore must be a boolean'],
+      ['DicomAlwaysAllowFind', 1, 'DicomAlwaysAllowFind must be a boolean'],
+      ['DicomAlwaysAllowGet', 1, 'DicomAlwaysAllowGet must be a boolean'],
+      ['DicomAlwaysAllowMove', 1, 'DicomAlwaysAllowMove must be a boolean'],
+      ['DicomCheckModalityHost', 1, 'DicomCheckModalityHost must be a boolean'],
+      ['StrictAetComparison', 1, 'StrictAetComparison must be a boolean'],
       ['MaximumStorageSize', -1, 'MaximumStorageSize must be a non-negative integer, found -1'],
       ['MaximumPatientCount', 2.5, 'MaximumPatientCount must be a non-negative integer'],
       ['StableAge', '60', 'StableAge must be a non-negative integer'],
@@ -331,11 +351,11 @@ describe('config', () => {
 
   describe('unknown keys', () => {
     it('warns about an Orthanc option pacsnode does not support yet, and ignores it', () => {
-      const file = write('orthanc.json', '{ "DicomModalities": { "pacs": ["PACS", "host", 104] }, "HttpPort": 8050 }');
+      const file = write('orthanc.json', '{ "OrthancPeers": { "peer": ["http://peer:8042/"] }, "HttpPort": 8050 }');
       const { config, warnings } = loadConfig(file);
-      expect(warnings).to.deep.equal([`${file}: "DicomModalities" is an Orthanc option that pacsnode does not support yet; ignored`]);
+      expect(warnings).to.deep.equal([`${file}: "OrthancPeers" is an Orthanc option that pacsnode does not support yet; ignored`]);
       expect(config.HttpPort).to.equal(8050);
-      expect(config).not.to.have.property('DicomModalities');
+      expect(config).not.to.have.property('OrthancPeers');
     });
 
     it('warns about plugin sections and other well-known Orthanc keys the same way', () => {
@@ -605,7 +625,7 @@ describe('docs/configuration.md', () => {
       const { config, warnings } = loadConfig(file);
       expect(config.UserContentType).to.deep.equal({ report: [1025, 'application/pdf'] });
       expect(config.StorageDirectory).to.equal(path.join(dir, 'OrthancStorage'));
-      expect(warnings.some((w) => w.includes('"DicomModalities" is an Orthanc option'))).to.equal(true);
+      expect(warnings.some((w) => w.includes('"OrthancPeers" is an Orthanc option'))).to.equal(true);
     } finally {
       setLogLevel(saved as LogLevel);
       fs.rmSync(dir, { recursive: true, force: true });

@@ -41,7 +41,8 @@ describe('C-FIND SCP with DCMTK findscu', function () {
 
   before(async function () {
     if (!existsSync('/usr/bin/findscu')) this.skip(); // dcmtk is installed by .ci/run
-    t = await tempContext();
+    // findscu is a declared modality: by Orthanc's defaults an unknown caller may not C-FIND.
+    t = await tempContext({ DicomModalities: { findscu: ['FINDSCU', '127.0.0.1', 104] } });
     // 40 patients (names with a mix of cases), 2 studies each, 2 series (CT, MR), 2 instances.
     for (let p = 0; p < 40; p++) {
       for (let st = 0; st < 2; st++) {

@@ -6,6 +6,7 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { logger } from '../core/log.js';
+import { ModalityRegistry } from '../modalities/registry.js';
 import { QueryEngine } from '../query/engine.js';
 import { FilesystemStorage } from '../store/filesystem-storage.js';
 import { SqliteIndex } from '../store/sqlite-index.js';
@@ -20,6 +21,7 @@ export interface AppContext {
   index: SqliteIndex;
   store: DicomStore;
   engine: QueryEngine;
+  modalities: ModalityRegistry;
   /** pacsnode's own version. */
   version: string;
   close(): Promise<void>;
@@ -52,6 +54,19 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
     limitFindResults: config.LimitFindResults,
     limitFindInstances: config.LimitFindInstances,
   });
+  const modalities = new ModalityRegistry(config.DicomModalities, {
+    checkCalledAet: config.DicomCheckCalledAet,
+    ourAet: config.DicomAet,
+    checkModalityHost: config.DicomCheckModalityHost,
+    strictAetComparison: config.StrictAetComparison,
+    alwaysAllow: {
+      echo: config.DicomAlwaysAllowEcho,
+      store: config.DicomAlwaysAllowStore,
+      find: config.DicomAlwaysAllowFind,
+      get: config.DicomAlwaysAllowGet,
+      move: config.DicomAlwaysAllowMove,
+    },
+  });
   log.info(`storage area: ${storage.description}; index: ${join(config.IndexDirectory, INDEX_FILE_NAME)}`);
   let closed = false;
   return {
@@ -59,6 +74,7 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
     index,
     store,
     engine,
+    modalities,
     version: PACSNODE_VERSION,
     async close() {
       if (closed) return;

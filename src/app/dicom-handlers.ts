@@ -10,6 +10,7 @@ import { ALL_TRANSFER_SYNTAXES, ExplicitVRLittleEndian, ImplicitVRLittleEndian }
 import { isStorageSopClass, SopClasses } from '../dicom/uids.js';
 import { buildMetaHeader } from '../dicom/writer.js';
 import { FindRefusal, type AssociationInfo, type DicomHandlers, type StoreRequest } from '../dimse/handlers.js';
+import type { DicomService } from '../modalities/registry.js';
 import { IdentifierError, identifiersOf, queryFromIdentifier } from '../query/from-identifier.js';
 import { Status } from '../dimse/status.js';
 import type { AppContext } from './context.js';
@@ -28,22 +29,32 @@ async function* withMetaHeader(meta: Buffer, dataset: Readable): AsyncGenerator<
   for await (const chunk of dataset as AsyncIterable<Buffer>) yield chunk;
 }
 
+/** The DIMSE service an abstract syntax belongs to, if pacsnode offers it. */
+function serviceOf(abstractSyntax: string, unknownSopClassAccepted: boolean): DicomService | undefined {
+  if (abstractSyntax === SopClasses.Verification) return 'echo';
+  if (FIND_MODELS.has(abstractSyntax)) return 'find';
+  if (isStorageSopClass(abstractSyntax)) return 'store';
+  // Any other UID that is not a known service class is taken as a private storage class when allowed.
+  if (unknownSopClassAccepted && !abstractSyntax.startsWith('1.2.840.10008.5.1.4.1.2.')) return 'store';
+  return undefined;
+}
+
 export function createDicomHandlers(ctx: AppContext): DicomHandlers {
   const { config, store } = ctx;
   return {
     policy: {
       acceptAssociation: (request) => {
-        if (config.DicomCheckCalledAet && request.calledAet !== config.DicomAet) {
-          return { accept: false, result: 1, source: 1, reason: 7 }; // called AE title not recognized
-        }
+        const verdict = ctx.modalities.isAllowedConnection(request.callingAet, request.calledAet, request.remoteAddress);
+        if (verdict === 'called') return { accept: false, result: 1, source: 1, reason: 7 }; // called AE not recognized
+        if (verdict === 'calling') return { accept: false, result: 1, source: 1, reason: 3 }; // calling AE not recognized
         return { accept: true };
       },
-      transferSyntaxesFor: (abstractSyntax) => {
-        if (abstractSyntax === SopClasses.Verification || FIND_MODELS.has(abstractSyntax)) return UNCOMPRESSED;
-        if (isStorageSopClass(abstractSyntax) || config.UnknownSopClassAccepted) return STORAGE_SYNTAXES;
-        return [];
+      transferSyntaxesFor: (abstractSyntax, assoc) => {
+        const service = serviceOf(abstractSyntax, config.UnknownSopClassAccepted);
+        if (!service || !ctx.modalities.isAllowedRequest(service, assoc.callingAet, assoc.remoteAddress)) return [];
+        return service === 'store' ? STORAGE_SYNTAXES : UNCOMPRESSED;
       },
-      isAllowed: () => true,
+      isAllowed: (kind, assoc) => ctx.modalities.isAllowedRequest(kind, assoc.callingAet, assoc.remoteAddress),
     },
     echo: {
       echo: async () => Status.Success,

@@ -6,6 +6,7 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
+import { parseModality } from '../modalities/registry.js';
 import { logger } from '../core/log.js';
 import { DEFAULT_CONFIG, SUPPORTED_KEYS, type Config, type ExtraMainDicomTags } from './schema.js';
 
@@ -35,13 +36,13 @@ export const ORTHANC_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'RejectedSopClasses', 'SslEnabled', 'SslCertificate', 'SslMinimumProtocolVersion',
   'SslCiphersAccepted', 'SslVerifyPeers', 'SslTrustedClientCertificates', 'DicomTlsEnabled',
   'DicomTlsCertificate', 'DicomTlsPrivateKey', 'DicomTlsTrustedCertificates', 'DicomTlsRemoteCertificateRequired',
-  'DicomTlsMinimumProtocolVersion', 'DicomTlsCiphersAccepted', 'DicomAlwaysAllowEcho', 'DicomAlwaysAllowStore',
-  'DicomAlwaysAllowFind', 'DicomAlwaysAllowFindWorklist', 'DicomAlwaysAllowGet', 'DicomAlwaysAllowMove',
-  'DicomCheckModalityHost', 'DicomModalities', 'DicomModalitiesInDatabase', 'DicomEchoChecksFind',
+  'DicomTlsMinimumProtocolVersion', 'DicomTlsCiphersAccepted', 'DicomAlwaysAllowStore',
+  'DicomAlwaysAllowFindWorklist', 'DicomAlwaysAllowMove',
+  'DicomModalitiesInDatabase', 'DicomEchoChecksFind',
   'DicomScuTimeout', 'DicomScuPreferredTransferSyntax', 'DicomThreadsCount', 'DicomDefaultRetrieveMethod',
   'DicomAssociationCloseDelay', 'OrthancPeers', 'OrthancPeersInDatabase', 'HttpProxy',
   'HttpVerbose', 'HttpTimeout', 'HttpRequestTimeout', 'HttpsVerifyPeers', 'HttpsCACertificates',
-  'HttpThreadsCount', 'StrictAetComparison', 'StoreMD5ForAttachments', 'LogExportedResources', 'KeepAlive',
+  'HttpThreadsCount', 'StoreMD5ForAttachments', 'LogExportedResources', 'KeepAlive',
   'KeepAliveTimeout', 'TcpNoDelay', 'StoreDicom', 'QueryRetrieveSize', 'CaseSensitivePN', 'LoadPrivateDictionary',
   'Dictionary', 'SynchronousCMove', 'JobsHistorySize', 'SaveJobs', 'MediaArchiveSize', 'MetricsEnabled',
   'ExecuteLuaEnabled', 'RestApiWriteToFileSystemEnabled', 'DefaultPrivateCreator',
@@ -533,6 +534,19 @@ const registeredUsers: Check<Record<string, string>> = (v, ctx) => {
   return out;
 };
 
+/** DicomModalities: each entry in Orthanc's short or long form (checked by the registry's own parser). */
+const dicomModalities: Check<Record<string, unknown>> = (value, ctx) => {
+  if (!isPlainObject(value)) invalid(ctx, 'an object of modalities', value);
+  for (const [name, entry] of Object.entries(value as Record<string, unknown>)) {
+    try {
+      parseModality(name, entry);
+    } catch (e) {
+      throw new ConfigError(`${ctx.source}: ${(e as Error).message.replace(/^Bad type for a parameter: /, '')}`);
+    }
+  }
+  return structuredClone(value as Record<string, unknown>);
+};
+
 /** One check per key of `Config`: adding a key to the schema without a check here does not compile. */
 const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   Name: string,
@@ -568,6 +582,14 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   DicomScpTimeout: count,
   MaximumPduLength: integer(4096, 131072, 'an integer 4096..131072 (bytes)'),
   UnknownSopClassAccepted: bool,
+  DicomModalities: dicomModalities,
+  DicomAlwaysAllowEcho: bool,
+  DicomAlwaysAllowStore: bool,
+  DicomAlwaysAllowFind: bool,
+  DicomAlwaysAllowGet: bool,
+  DicomAlwaysAllowMove: bool,
+  DicomCheckModalityHost: bool,
+  StrictAetComparison: bool,
 };
 
 // ---------------------------------------------------------------------------------------------------------

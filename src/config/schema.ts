@@ -72,6 +72,18 @@ export interface Config {
   MaximumPduLength: number;
   /** Accept SOP classes that are not standard storage classes, for storage. */
   UnknownSopClassAccepted: boolean;
+  /** Known remote modalities: name -> ["AET", "host", port] or {AET, Host, Port, AllowEcho, AllowFind, ...}. */
+  DicomModalities: Record<string, unknown>;
+  /** Any calling AE title may C-ECHO / C-STORE / C-FIND / C-GET / C-MOVE (Orthanc's defaults: echo and store only). */
+  DicomAlwaysAllowEcho: boolean;
+  DicomAlwaysAllowStore: boolean;
+  DicomAlwaysAllowFind: boolean;
+  DicomAlwaysAllowGet: boolean;
+  DicomAlwaysAllowMove: boolean;
+  /** A modality is recognized only from the host declared for it. */
+  DicomCheckModalityHost: boolean;
+  /** Compare AE titles case-sensitively. */
+  StrictAetComparison: boolean;
   /** The Orthanc release whose REST API is implemented, as reported by `/system`. */
   OrthancApiVersion: string;
 }
@@ -109,6 +121,14 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   DicomScpTimeout: 30,
   MaximumPduLength: 16384,
   UnknownSopClassAccepted: false,
+  DicomModalities: {},
+  DicomAlwaysAllowEcho: true,
+  DicomAlwaysAllowStore: true,
+  DicomAlwaysAllowFind: false,
+  DicomAlwaysAllowGet: false,
+  DicomAlwaysAllowMove: false,
+  DicomCheckModalityHost: false,
+  StrictAetComparison: false,
 } satisfies Config);
 
 /** Keys this version reads. Anything else in a configuration file is reported. */

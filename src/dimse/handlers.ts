@@ -76,8 +76,11 @@ export interface AssociationPolicy {
     calledAet: string;
     remoteAddress: string;
   }): { accept: true } | { accept: false; result: 1 | 2; source: 1 | 2 | 3; reason: number };
-  /** Transfer syntaxes accepted for an abstract syntax (empty: the SOP class is refused). */
-  transferSyntaxesFor(abstractSyntax: string): readonly string[];
+  /**
+   * Transfer syntaxes accepted for an abstract syntax from this caller (empty: the SOP class is refused, e.g.
+   * because the caller may not use its service).
+   */
+  transferSyntaxesFor(abstractSyntax: string, assoc: AssociationInfo): readonly string[];
   /** Whether a request of this kind from this peer is allowed (Orthanc's AllowEcho, AllowStore, ...). */
   isAllowed(kind: 'echo' | 'store' | 'find' | 'move' | 'get', assoc: AssociationInfo): boolean;
 }

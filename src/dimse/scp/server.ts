@@ -91,7 +91,7 @@ export class DicomScpServer {
       return;
     }
     const policy: AcceptorPolicy = {
-      transferSyntaxesFor: (abstractSyntax) => this.handlers.policy.transferSyntaxesFor(abstractSyntax),
+      transferSyntaxesFor: (abstractSyntax) => this.handlers.policy.transferSyntaxesFor(abstractSyntax, info),
       preferRequestorOrder: (abstractSyntax) => isStorageSopClass(abstractSyntax),
       acceptRole: (selection) => ({ scuRole: selection.scuRole, scpRole: selection.scpRole }),
     };
