@@ -10,7 +10,11 @@ import { ALL_TRANSFER_SYNTAXES, ExplicitVRLittleEndian, ImplicitVRLittleEndian }
 import { isStorageSopClass, SopClasses } from '../dicom/uids.js';
 import { buildMetaHeader } from '../dicom/writer.js';
 import { FindRefusal, type AssociationInfo, type DicomHandlers, type StoreRequest } from '../dimse/handlers.js';
+import { readPart10 } from '../dicom/reader.js';
+import { Tags } from '../dicom/tag.js';
 import type { DicomService } from '../modalities/registry.js';
+import { Level } from '../store/levels.js';
+import { MetadataType } from '../store/sqlite-index.js';
 import { IdentifierError, identifiersOf, queryFromIdentifier } from '../query/from-identifier.js';
 import { Status } from '../dimse/status.js';
 import type { AppContext } from './context.js';
@@ -21,6 +25,8 @@ const log = logger('dicom');
 const STORAGE_SYNTAXES = ALL_TRANSFER_SYNTAXES.map((t) => t.uid);
 const UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian];
 const FIND_MODELS = new Set<string>([SopClasses.PatientRootFind, SopClasses.StudyRootFind, SopClasses.PatientStudyOnlyFind]);
+const GET_MODELS = new Set<string>([SopClasses.PatientRootGet, SopClasses.StudyRootGet, SopClasses.PatientStudyOnlyGet]);
+const STUDY_ROOT = new Set<string>([SopClasses.StudyRootFind, SopClasses.StudyRootGet, SopClasses.StudyRootMove]);
 /** Answers are read and sent in pages, so that a C-CANCEL stops them between two pages. */
 const ANSWER_PAGE = 100;
 
@@ -33,6 +39,7 @@ async function* withMetaHeader(meta: Buffer, dataset: Readable): AsyncGenerator<
 function serviceOf(abstractSyntax: string, unknownSopClassAccepted: boolean): DicomService | undefined {
   if (abstractSyntax === SopClasses.Verification) return 'echo';
   if (FIND_MODELS.has(abstractSyntax)) return 'find';
+  if (GET_MODELS.has(abstractSyntax)) return 'get';
   if (isStorageSopClass(abstractSyntax)) return 'store';
   // Any other UID that is not a known service class is taken as a private storage class when allowed.
   if (unknownSopClassAccepted && !abstractSyntax.startsWith('1.2.840.10008.5.1.4.1.2.')) return 'store';
@@ -51,8 +58,11 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
       },
       transferSyntaxesFor: (abstractSyntax, assoc) => {
         const service = serviceOf(abstractSyntax, config.UnknownSopClassAccepted);
-        if (!service || !ctx.modalities.isAllowedRequest(service, assoc.callingAet, assoc.remoteAddress)) return [];
-        return service === 'store' ? STORAGE_SYNTAXES : UNCOMPRESSED;
+        if (!service) return [];
+        const allowed = (kind: DicomService) => ctx.modalities.isAllowedRequest(kind, assoc.callingAet, assoc.remoteAddress);
+        // Storage contexts also carry C-GET's sub-operations (with the SCP role) for a caller allowed to C-GET.
+        if (service === 'store') return allowed('store') || allowed('get') ? STORAGE_SYNTAXES : [];
+        return allowed(service) ? UNCOMPRESSED : [];
       },
       isAllowed: (kind, assoc) => ctx.modalities.isAllowedRequest(kind, assoc.callingAet, assoc.remoteAddress),
     },
@@ -63,10 +73,7 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
       async *find(request, assoc, signal) {
         let parsed;
         try {
-          parsed = queryFromIdentifier(request.identifier, {
-            studyRoot: request.sopClassUid === SopClasses.StudyRootFind,
-            caseSensitive: true,
-          });
+          parsed = queryFromIdentifier(request.identifier, { studyRoot: STUDY_ROOT.has(request.sopClassUid), caseSensitive: true });
         } catch (e) {
           if (e instanceof IdentifierError) throw new FindRefusal(Status.DataSetDoesNotMatchSOPClass, e.message);
           throw e;
@@ -79,6 +86,32 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
             readFiles: config.StorageAccessOnFind !== 'Never',
           });
         }
+      },
+    },
+    retrieve: {
+      async locate(request) {
+        let parsed;
+        try {
+          parsed = queryFromIdentifier(request.identifier, { studyRoot: STUDY_ROOT.has(request.sopClassUid), caseSensitive: true });
+        } catch (e) {
+          if (e instanceof IdentifierError) throw new FindRefusal(Status.DataSetDoesNotMatchSOPClass, e.message);
+          throw e;
+        }
+        const rows = await ctx.engine.find(parsed.query);
+        const instances = rows.flatMap((row) => ctx.index.descendants(row.id, row.level, Level.Instance));
+        const ids = instances.map((r) => r.id);
+        const sopClasses = ctx.index.metadataOf(ids, MetadataType.SopClassUid);
+        const syntaxes = ctx.index.metadataOf(ids, MetadataType.TransferSyntax);
+        const uids = ctx.index.mainTagsOf(ids);
+        return instances.map((row) => ({
+          sopClassUid: sopClasses.get(row.id) ?? '',
+          sopInstanceUid: uids.get(row.id)?.get(Tags.SOPInstanceUID) ?? '',
+          transferSyntaxUid: syntaxes.get(row.id) ?? '',
+          readDataset: async () => {
+            const file = await store.readDicom(row.publicId);
+            return file.subarray(readPart10(file, { untilPixelData: true }).datasetOffset);
+          },
+        }));
       },
     },
     store: {

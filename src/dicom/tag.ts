@@ -125,6 +125,7 @@ export const Tags = {
   TemporalPositionIdentifier: 0x00200100,
   ReferencedSOPClassUID: 0x00081150,
   ReferencedSOPInstanceUID: 0x00081155,
+  FailedSOPInstanceUIDList: 0x00080058,
   PixelData: 0x7fe00010,
   FloatPixelData: 0x7fe00008,
   DoubleFloatPixelData: 0x7fe00009,

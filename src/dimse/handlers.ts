@@ -64,6 +64,24 @@ export class FindRefusal extends Error {
   }
 }
 
+/** One instance a C-GET or C-MOVE designates. */
+export interface RetrieveItem {
+  sopClassUid: string;
+  sopInstanceUid: string;
+  /** The transfer syntax the instance is stored in. */
+  transferSyntaxUid: string;
+  /** The dataset bytes as stored (no meta header), read when the sub-operation runs. */
+  readDataset(): Promise<Buffer>;
+}
+
+export interface RetrieveHandler {
+  /**
+   * The instances an Identifier designates (PS3.4 C.4.2.1.4: QueryRetrieveLevel and the unique keys down to it).
+   * Throwing a `FindRefusal` answers its status (e.g. 0xA900, 0xC000).
+   */
+  locate(request: FindRequest, assoc: AssociationInfo): Promise<RetrieveItem[]>;
+}
+
 /** Decides whether an association is accepted (Orthanc's IApplicationEntityFilter). */
 export interface AssociationPolicy {
   /**
@@ -90,4 +108,5 @@ export interface DicomHandlers {
   echo: EchoHandler;
   store: StoreHandler;
   find: FindHandler;
+  retrieve: RetrieveHandler;
 }

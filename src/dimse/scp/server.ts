@@ -12,6 +12,7 @@ import { UlServer } from '../../net/server.js';
 import type { AssociationInfo, DicomHandlers } from '../handlers.js';
 import { echoScp } from './echo.js';
 import { findScp } from './find.js';
+import { getScp } from './get.js';
 import { ScpSession, type ScpService } from './session.js';
 import { storeScp } from './store.js';
 
@@ -22,6 +23,7 @@ const SERVICES: ReadonlyMap<number, ScpService> = new Map([
   [0x0030, echoScp], // C-ECHO-RQ
   [0x0001, storeScp], // C-STORE-RQ
   [0x0020, findScp], // C-FIND-RQ
+  [0x0010, getScp], // C-GET-RQ
 ]);
 
 export interface ScpServerOptions {

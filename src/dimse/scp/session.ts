@@ -46,6 +46,9 @@ export class ScpSession {
   private sink: DatasetSink | undefined;
   /** Message ID -> the controller cancelling that request's work (C-FIND, C-MOVE, C-GET). */
   private readonly cancellable = new Map<number, AbortController>();
+  /** Requests this side sent on the association (C-GET's C-STORE sub-operations), by Message ID. */
+  private readonly waiting = new Map<number, { resolve: (rsp: DimseMessage) => void; reject: (e: Error) => void }>();
+  private nextMessageId = 1;
 
   constructor(
     readonly association: Association,
@@ -95,6 +98,8 @@ export class ScpSession {
     association.on('closed', () => {
       this.sink?.destroy(new Error('association closed'));
       for (const controller of this.cancellable.values()) controller.abort();
+      for (const w of this.waiting.values()) w.reject(new Error('association closed'));
+      this.waiting.clear();
     });
   }
 
@@ -116,6 +121,23 @@ export class ScpSession {
 
   private onMessage(message: AssembledMessage): void {
     const { presentationContextId: contextId, command } = message;
+    if (((command.CommandField ?? 0) & 0x8000) !== 0) {
+      // A response to a request this side sent (a C-STORE sub-operation of a C-GET).
+      const id = command.MessageIDBeingRespondedTo ?? -1;
+      const waiter = this.waiting.get(id);
+      this.waiting.delete(id);
+      if (!waiter) {
+        log.warn(`${this.tag} response to unknown message ${id}: aborting`);
+        this.association.abort(0);
+        return;
+      }
+      try {
+        waiter.resolve(fromCommandSet(command));
+      } catch (e) {
+        waiter.reject(e as Error);
+      }
+      return;
+    }
     if (command.CommandField === C_CANCEL_RQ) {
       const id = command.MessageIDBeingRespondedTo ?? -1;
       log.verbose(`${this.tag} C-CANCEL of message ${id}`);
@@ -162,6 +184,24 @@ export class ScpSession {
       });
     this.current = next;
     return next;
+  }
+
+  /** A Message ID for a request this side sends. */
+  messageId(): number {
+    const id = this.nextMessageId;
+    this.nextMessageId = (this.nextMessageId % 0xffff) + 1;
+    return id;
+  }
+
+  /** Sends a request (with its dataset) and resolves with the peer's response. */
+  request(contextId: number, message: DimseMessage & { MessageID: number }, dataset?: Buffer): Promise<DimseMessage> {
+    return new Promise<DimseMessage>((resolve, reject) => {
+      this.waiting.set(message.MessageID, { resolve, reject });
+      this.respond(contextId, message, dataset).catch((e: unknown) => {
+        this.waiting.delete(message.MessageID);
+        reject(e as Error);
+      });
+    });
   }
 
   /** Sends a message (and its dataset), fragmented to the peer's Maximum Length; resolves under back-pressure. */

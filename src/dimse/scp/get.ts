@@ -1,0 +1,102 @@
+/**
+ * C-GET SCP (PS3.7 §9.1.3, PS3.4 C.4.3): the instances the Identifier designates are sent back as C-STORE
+ * sub-operations on the same association, through the storage contexts the requestor negotiated with the SCP role.
+ * A Pending response follows every sub-operation with the counts; the final response carries the Failed SOP
+ * Instance UID List when some failed. Stored bytes are sent unchanged, so an instance goes through a context with
+ * its stored transfer syntax. C-CANCEL stops between two sub-operations.
+ */
+import { logger } from '../../core/log.js';
+import { readDataset } from '../../dicom/reader.js';
+import { Tags } from '../../dicom/tag.js';
+import { FindRefusal, type RetrieveItem } from '../handlers.js';
+import { cGetRsp, type CGetRq, type CStoreRsp, type SubOperationCounts } from '../messages.js';
+import { Status, statusCategory } from '../status.js';
+import { encodeIdentifier } from './find.js';
+import type { ScpService, ScpSession } from './session.js';
+
+const log = logger('dicom');
+
+/** The presentation context able to carry this instance unchanged: its SOP class, SCP role, its syntax. */
+function contextFor(session: ScpSession, item: RetrieveItem): number | undefined {
+  for (const ctx of session.contexts.values()) {
+    if (ctx.abstractSyntax === item.sopClassUid && ctx.requestorIsScp && ctx.transferSyntax === item.transferSyntaxUid) return ctx.id;
+  }
+  return undefined;
+}
+
+export const getScp: ScpService = {
+  handle(session, contextId, request, dataset) {
+    const rq = request as CGetRq;
+    void session.run(
+      async (signal) => {
+        if (!session.handlers.policy.isAllowed('get', session.info)) {
+          await session.respond(contextId, cGetRsp(rq, Status.NotAuthorized));
+          return;
+        }
+        const ts = session.transferSyntaxOf(contextId);
+        let identifier;
+        try {
+          identifier = readDataset(Buffer.concat(dataset ?? []), ts);
+        } catch (e) {
+          throw new FindRefusal(Status.CannotUnderstand, `unreadable identifier: ${(e as Error).message}`);
+        }
+        const items = await session.handlers.retrieve.locate({ sopClassUid: rq.AffectedSOPClassUID, identifier }, session.info);
+        const counts: Required<SubOperationCounts> = { remaining: items.length, completed: 0, failed: 0, warning: 0 };
+        const failedUids: string[] = [];
+        for (const item of items) {
+          if (signal.aborted) break;
+          const storeContext = contextFor(session, item);
+          let status: number = Status.ProcessingFailure;
+          if (storeContext === undefined) {
+            log.warn(`${session.tag} C-GET: no accepted context with the SCP role for ${item.sopClassUid} in ${item.transferSyntaxUid}`);
+          } else {
+            try {
+              const bytes = await item.readDataset();
+              const rsp = (await session.request(
+                storeContext,
+                {
+                  type: 'C-STORE-RQ',
+                  MessageID: session.messageId(),
+                  AffectedSOPClassUID: item.sopClassUid,
+                  AffectedSOPInstanceUID: item.sopInstanceUid,
+                  Priority: rq.Priority,
+                },
+                bytes,
+              )) as CStoreRsp;
+              status = rsp.Status;
+            } catch (e) {
+              log.warn(`${session.tag} C-GET sub-operation failed: ${(e as Error).message}`);
+              if (!session.association.isEstablished) return;
+            }
+          }
+          counts.remaining--;
+          const category = statusCategory(status);
+          if (category === 'success') counts.completed++;
+          else if (category === 'warning') counts.warning++;
+          else {
+            counts.failed++;
+            failedUids.push(item.sopInstanceUid);
+          }
+          if (counts.remaining > 0) await session.respond(contextId, cGetRsp(rq, Status.Pending, counts));
+        }
+        const failedList = failedUids.length > 0 || (signal.aborted && counts.remaining > 0);
+        const final = signal.aborted
+          ? Status.Cancel
+          : counts.failed === 0
+            ? Status.Success
+            : counts.completed + counts.warning > 0
+              ? Status.SubOperationsCompleteWithFailures
+              : Status.OutOfResourcesUnableToPerformSubOperations;
+        const identifierOut = failedList
+          ? encodeIdentifier([{ tag: Tags.FailedSOPInstanceUIDList, vr: 'UI', value: failedUids }], ts)
+          : undefined;
+        await session.respond(contextId, cGetRsp(rq, final, counts, { hasDataset: identifierOut !== undefined }), identifierOut);
+      },
+      (e) => {
+        const status = e instanceof FindRefusal ? e.status : Status.UnableToProcess;
+        return session.respond(contextId, cGetRsp(rq, status, undefined, { ErrorComment: (e as Error).message }));
+      },
+      rq.MessageID,
+    );
+  },
+};
