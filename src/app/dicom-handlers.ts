@@ -3,7 +3,6 @@
  * OrthancStoreRequestHandler and its application-entity filter do. C-STORE streams the received dataset, behind a
  * meta header built from the presentation context, into the one ingestion path.
  */
-import { Readable } from 'node:stream';
 import { isPacsError } from '../core/errors.js';
 import { logger } from '../core/log.js';
 import { ALL_TRANSFER_SYNTAXES, ExplicitVRLittleEndian, ImplicitVRLittleEndian } from '../dicom/transfer-syntax.js';
@@ -14,6 +13,7 @@ import { readPart10 } from '../dicom/reader.js';
 import { Tags } from '../dicom/tag.js';
 import type { DicomService } from '../modalities/registry.js';
 import { Level } from '../store/levels.js';
+import { takeInput } from '../store/input.js';
 import { MetadataType } from '../store/sqlite-index.js';
 import { IdentifierError, identifiersOf, queryFromIdentifier } from '../query/from-identifier.js';
 import { Status } from '../dimse/status.js';
@@ -30,10 +30,6 @@ const STUDY_ROOT = new Set<string>([SopClasses.StudyRootFind, SopClasses.StudyRo
 /** Answers are read and sent in pages, so that a C-CANCEL stops them between two pages. */
 const ANSWER_PAGE = 100;
 
-async function* withMetaHeader(meta: Buffer, dataset: Readable): AsyncGenerator<Buffer> {
-  yield meta;
-  for await (const chunk of dataset as AsyncIterable<Buffer>) yield chunk;
-}
 
 /** The DIMSE service an abstract syntax belongs to, if pacsnode offers it. */
 function serviceOf(abstractSyntax: string, unknownSopClassAccepted: boolean): DicomService | undefined {
@@ -123,7 +119,8 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
           sourceAet: assoc.callingAet,
         });
         try {
-          const result = await store.store(Readable.from(withMetaHeader(meta, request.dataset)), {
+          const { input } = await takeInput(request.dataset as AsyncIterable<Buffer>, { prefix: meta });
+          const result = await store.store(input, {
             kind: 'dimse',
             remoteAet: assoc.callingAet,
             calledAet: assoc.calledAet,

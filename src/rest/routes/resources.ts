@@ -17,6 +17,7 @@ import { datasetToOrthancJson, type OrthancTagsFormat } from '../../dicom/json.j
 import { tagFromKeywordOrString } from '../../dicom/dictionary.js';
 import type { Tag } from '../../dicom/tag.js';
 import { LEVEL_NAMES, LEVEL_PATHS, Level } from '../../store/levels.js';
+import { takeInput } from '../../store/input.js';
 import type { Origin, StoreResult } from '../../store/store.js';
 import { tooLarge, type RouteContext } from '../http-server.js';
 import { boolArg, hasArg, intArg, json, stringArg } from '../request.js';
@@ -41,19 +42,6 @@ export function parseRequestedTags(value: string | readonly unknown[] | undefine
     if (tag === undefined) throw new PacsError('UnknownDicomTag', n, { httpStatus: 400 });
     return tag;
   });
-}
-
-/** The head already read, then the rest of the body, refusing more than `maxBytes` in all (0 = no limit). */
-async function* prepend(first: Buffer, rest: AsyncIterator<Buffer>, maxBytes: number): AsyncGenerator<Buffer> {
-  let size = first.length;
-  yield first;
-  while (true) {
-    const { value, done } = await rest.next();
-    if (done) return;
-    size += value.length;
-    if (maxBytes > 0 && size > maxBytes) throw tooLarge(maxBytes);
-    yield value;
-  }
 }
 
 export function registerResourceRoutes({ app, ctx }: RouteContext): void {
@@ -127,37 +115,20 @@ export function registerResourceRoutes({ app, ctx }: RouteContext): void {
 }
 
 /** Bodies up to this size are collected in memory (nearly every instance); larger ones stream to the store. */
-const IN_MEMORY_BODY = 1 << 20;
-
 /**
  * POST /instances: one DICOM file or a ZIP of files. The first bytes tell which; a DICOM body goes to the
  * ingestion path as a Buffer when small and as a stream otherwise; a ZIP is spooled, then each entry streamed.
  */
 async function uploadInstances(ctx: RouteContext['ctx'], request: FastifyRequest, reply: FastifyReply) {
   const origin: Origin = { kind: 'rest', remoteIp: request.socket.remoteAddress, httpUsername: request.httpUsername };
-  const iterator = (request.raw as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
-  const chunks: Buffer[] = [];
-  let size = 0;
-  let ended = false;
-  while (size < IN_MEMORY_BODY) {
-    const { value, done } = await iterator.next();
-    if (done) {
-      ended = true;
-      break;
-    }
-    chunks.push(value);
-    size += value.length;
-  }
-  if (size === 0) throw new PacsError('BadFileFormat', 'empty request body: expected a DICOM file or a ZIP archive');
-  const head = chunks.length === 1 ? chunks[0]! : Buffer.concat(chunks);
   const maxBytes = ctx.config.MaximumHttpBodySize * 1024 * 1024;
-  if (maxBytes > 0 && head.length > maxBytes) throw tooLarge(maxBytes);
-  const body = ended ? head : Readable.from(prepend(head, iterator, maxBytes));
+  const { input, head, empty } = await takeInput(request.raw as AsyncIterable<Buffer>, { maxBytes, tooLarge: () => tooLarge(maxBytes) });
+  if (empty) throw new PacsError('BadFileFormat', 'empty request body: expected a DICOM file or a ZIP archive');
   if (head.length >= 4 && head.readUInt32LE(0) === 0x04034b50) {
-    const results = await storeZip(ctx, Buffer.isBuffer(body) ? Readable.from([body]) : body, origin);
+    const results = await storeZip(ctx, Buffer.isBuffer(input) ? Readable.from([input]) : input, origin);
     return reply.type('application/json').send(json(results));
   }
-  const result = await ctx.store.store(body, origin);
+  const result = await ctx.store.store(input, origin);
   return reply.type('application/json').send(json(result));
 }
 
