@@ -19,7 +19,7 @@ function filesOnDisk(root: string): Set<string> {
   const out = new Set<string>();
   const walk = (dir: string, depth: number) => {
     for (const name of readdirSync(dir)) {
-      if (depth === 0 && (name === '.pacsnode-tmp' || name.startsWith('pacsnode-index'))) continue;
+      if (depth === 0 && (name.startsWith('.pacsnode') || name.startsWith('pacsnode-index'))) continue;
       const p = join(dir, name);
       if (statSync(p).isDirectory()) walk(p, depth + 1);
       else out.add(name);
@@ -85,7 +85,7 @@ describe('crash safety: SIGKILL during concurrent ingest', function () {
       // Every indexed instance has its file, and every file belongs to an indexed instance.
       const onDisk = filesOnDisk(storage);
       expect([...onDisk].sort()).to.deep.equal([...indexed.values()].sort());
-      expect(readdirSync(join(storage, '.pacsnode-tmp'))).to.deep.equal([]);
+      expect([...onDisk].filter((f) => f.endsWith('.tmp')), 'no write left half-way').to.deep.equal([]);
       const stats = (await (await fetch(`${server.url}/statistics`)).json()) as { CountInstances: number };
       expect(stats.CountInstances).to.equal(indexed.size);
       expect(acknowledged.size).to.be.greaterThan(100);

@@ -18,7 +18,20 @@ describe('filesystem storage area', function () {
 
   const uuid = '0a1b2c3d-0000-4000-8000-00000000000a';
 
-  it('publishes even when its folder was removed after the write (the folder cache is not trusted blindly)', async () => {
+  it('skips the recovery walk after a clean close, and walks after an unclean stop', async () => {
+    const w = await storage.begin(uuid);
+    await w.writeAll(Buffer.from('left behind'));
+    w.keep();
+    await storage.close();
+    expect(existsSync(join(root, '.pacsnode-clean'))).to.equal(true);
+    storage = new FilesystemStorage(root, { sync: false });
+    expect(await storage.recover(() => true)).to.deep.equal({ published: 0, discarded: 0 });
+    // That start removed the marker: a crash now would be followed by a walk.
+    storage = new FilesystemStorage(root, { sync: false });
+    expect(await storage.recover((u) => u === uuid)).to.deep.equal({ published: 1, discarded: 0 });
+  });
+
+  it('writes into a folder that was removed after a previous write (the folder cache is not trusted blindly)', async () => {
     const first = await storage.begin(uuid);
     await first.writeAll(Buffer.from('one'));
     first.publish();
@@ -36,7 +49,7 @@ describe('filesystem storage area', function () {
     await w.writeAll(Buffer.from('committed'));
     w.keep();
     await w.abort();
-    expect(readdirSync(join(root, '.pacsnode-tmp'))).to.deep.equal([uuid]);
+    expect(readdirSync(join(root, '0a', '1b'))).to.deep.equal([`${uuid}.tmp`]);
     const recovered = await storage.recover((u) => u === uuid);
     expect(recovered).to.deep.equal({ published: 1, discarded: 0 });
     expect(readFileSync(storage.pathOf(uuid), 'utf8')).to.equal('committed');
@@ -46,7 +59,7 @@ describe('filesystem storage area', function () {
     const w = await storage.begin(uuid);
     await w.writeAll(Buffer.from('x'));
     await w.abort();
-    expect(readdirSync(join(root, '.pacsnode-tmp'))).to.deep.equal([]);
+    expect(readdirSync(join(root, '0a', '1b'))).to.deep.equal([]);
     expect(existsSync(storage.pathOf(uuid))).to.equal(false);
     expect(() => storage.pathOf('../../etc/passwd')).to.throw(/not an attachment UUID/);
   });

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createContext } from '../src/app/context.js';
@@ -19,7 +19,7 @@ function storedFiles(root: string): string[] {
   const out: string[] = [];
   const walk = (dir: string) => {
     for (const name of readdirSync(dir)) {
-      if (name === '.pacsnode-tmp' || name.startsWith('pacsnode-index')) continue;
+      if (name.startsWith('pacsnode-index') || name.startsWith('.pacsnode') || name.endsWith('.tmp')) continue;
       const p = join(dir, name);
       if (statSync(p).isDirectory()) walk(p);
       else out.push(p);
@@ -29,8 +29,18 @@ function storedFiles(root: string): string[] {
   return out;
 }
 
+/** Writes in progress or left behind: `ab/cd/<uuid>.tmp` files anywhere in the storage area. */
 function tmpFiles(root: string): string[] {
-  return readdirSync(join(root, '.pacsnode-tmp'));
+  const out: string[] = [];
+  const walk = (dir: string) => {
+    for (const name of readdirSync(dir)) {
+      const p = join(dir, name);
+      if (statSync(p).isDirectory()) walk(p);
+      else if (name.endsWith('.tmp')) out.push(p);
+    }
+  };
+  walk(root);
+  return out;
 }
 
 function changeNames(t: TestContext): string[] {
@@ -326,18 +336,21 @@ describe('store: start-up recovery', function () {
     // A crash between the index commit of a deletion and the unlink: the row is gone, the file is still there.
     t.ctx.index.deleteResource(deletedRow.id);
     await t.ctx.close();
-    // A crash between an index commit and the rename: the committed file is still in the temp folder.
+    // A crash between an index commit and the rename: the committed file is still under its temp name.
     const keptPath = join(root, keptUuid.slice(0, 2), keptUuid.slice(2, 4), keptUuid);
-    renameSync(keptPath, join(root, '.pacsnode-tmp', keptUuid));
+    renameSync(keptPath, `${keptPath}.tmp`);
     // A crash before the commit: an unknown temp file.
-    writeFileSync(join(root, '.pacsnode-tmp', '0b1c2d3e-0000-4000-8000-000000000000'), 'partial');
+    mkdirSync(join(root, '0b', '1c'), { recursive: true });
+    writeFileSync(join(root, '0b', '1c', '0b1c2d3e-0000-4000-8000-000000000000.tmp'), 'partial');
+    // The stop was not clean: no marker.
+    rmSync(join(root, '.pacsnode-clean'), { force: true });
     const ctx = await createContext(config);
     t = { ctx, dir: t.dir, close: t.close };
     t.close = async () => {
       await ctx.close();
     };
     expect(existsSync(keptPath)).to.equal(true);
-    expect(readdirSync(join(root, '.pacsnode-tmp'))).to.deep.equal([]);
+    expect(tmpFiles(root)).to.deep.equal([]);
     expect(existsSync(join(root, deletedUuid.slice(0, 2), deletedUuid.slice(2, 4), deletedUuid))).to.equal(false);
     expect(ctx.index.pendingFiles()).to.deep.equal([]);
     expect((await ctx.store.readDicom(kept.ID)).length).to.be.greaterThan(0);

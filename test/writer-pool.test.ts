@@ -17,12 +17,17 @@ describe('writer threads', function () {
     rmSync(dir, { recursive: true, force: true });
   });
 
+  it('makes again a folder believed to exist but removed', async () => {
+    await pool.write(join(dir, 'gone', 'f'), Buffer.from('x'), false, join(dir, 'gone'), true);
+    expect(readFileSync(join(dir, 'gone', 'f'), 'utf8')).to.equal('x');
+  });
+
   it('writes whole files, creating their folder, and refuses to overwrite', async () => {
     await pool.write(join(dir, 'a', 'b', 'f1'), Buffer.from('hello'), true, join(dir, 'a', 'b'));
     expect(readFileSync(join(dir, 'a', 'b', 'f1'), 'utf8')).to.equal('hello');
     let error: unknown;
     try {
-      await pool.write(join(dir, 'a', 'b', 'f1'), Buffer.from('again'), false);
+      await pool.write(join(dir, 'a', 'b', 'f1'), Buffer.from('again'), false, join(dir, 'a', 'b'), true);
     } catch (e) {
       error = e;
     }
@@ -35,7 +40,7 @@ describe('writer threads', function () {
     await first.terminate();
     await new Promise((r) => setTimeout(r, 50));
     expect(workers[0]).to.not.equal(first);
-    for (let i = 0; i < 4; i++) await pool.write(join(dir, `g${i}`), Buffer.from([i]), false);
+    for (let i = 0; i < 4; i++) await pool.write(join(dir, `g${i}`), Buffer.from([i]), false, dir, true);
     expect(readFileSync(join(dir, 'g2'))[0]).to.equal(2);
   });
 });

@@ -15,8 +15,16 @@ const fs = require('node:fs');
 const made = new Set();
 parentPort.on('message', (m) => {
   try {
-    if (m.dir && !made.has(m.dir)) { fs.mkdirSync(m.dir, { recursive: true }); made.add(m.dir); }
-    const fd = fs.openSync(m.path, 'wx');
+    if (!m.dirKnown && !made.has(m.dir)) { fs.mkdirSync(m.dir, { recursive: true }); made.add(m.dir); }
+    let fd;
+    try {
+      fd = fs.openSync(m.path, 'wx');
+    } catch (e) {
+      // A folder believed to exist but removed behind our back: make it again.
+      if (e.code !== 'ENOENT') throw e;
+      fs.mkdirSync(m.dir, { recursive: true });
+      fd = fs.openSync(m.path, 'wx');
+    }
     try {
       const data = m.data;
       let offset = 0;
@@ -77,14 +85,17 @@ export class WriterPool {
     return worker;
   }
 
-  /** Writes `data` to a new file `path` (failing if it exists), creating `dir` first if given. */
-  write(path: string, data: Uint8Array, sync: boolean, dir?: string): Promise<void> {
+  /**
+   * Writes `data` to a new file `path` (failing if it exists) in `dir`, made first unless `dirKnown` (and made
+   * anyway if it turns out to be missing).
+   */
+  write(path: string, data: Uint8Array, sync: boolean, dir: string, dirKnown = false): Promise<void> {
     const id = this.nextId++;
     const worker = this.workers[this.nextWorker++ % this.workers.length]! as Worker & { jobs: Set<number> };
     return new Promise<void>((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
       worker.jobs.add(id);
-      worker.postMessage({ id, path, data, sync, dir });
+      worker.postMessage({ id, path, data, sync, dir, dirKnown });
     });
   }
 
