@@ -2,7 +2,9 @@
 import { Command } from 'commander';
 import { ConfigError } from '../core/errors.js';
 import { PACSNODE_VERSION } from '../app/context.js';
+import { registerEchoCommand } from './echo.js';
 import { serve } from './serve.js';
+import { registerStoreCommand } from './store.js';
 
 export async function main(argv: string[]): Promise<void> {
   const program = new Command();
@@ -14,6 +16,8 @@ export async function main(argv: string[]): Promise<void> {
     .action(async (opts: { config?: string }) => {
       await serve({ config: opts.config });
     });
+  registerEchoCommand(program);
+  registerStoreCommand(program);
   await program.parseAsync(argv);
 }
 

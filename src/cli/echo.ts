@@ -1,0 +1,98 @@
+/**
+ * `pacsnode echo [--aet CALLING] [--aec CALLED] HOST PORT`: a C-ECHO to a DICOM node (what DCMTK's echoscu does).
+ * Exit code 0 when the peer answers Success, 1 when it answers something else or stops answering, 2 on bad usage
+ * or when no association could be established (connection refused, rejected, timeout).
+ */
+import { type Command, InvalidArgumentError } from 'commander';
+import { echo } from '../dimse/scu/echo.js';
+import { describeStatus, formatStatus, isAssociationError, statusCategory } from '../dimse/scu/session.js';
+
+/** Options shared by the network commands. */
+export interface NetworkCliOptions {
+  aet: string;
+  aec: string;
+  timeout: number;
+  connectTimeout: number;
+  maxPdu: number;
+}
+
+export const EXIT_OK = 0;
+export const EXIT_FAILED = 1;
+export const EXIT_USAGE = 2;
+
+export function parsePort(value: string): number {
+  const port = Number(value);
+  if (!/^\d+$/.test(value) || port < 1 || port > 65535) throw new InvalidArgumentError('a TCP port is 1..65535');
+  return port;
+}
+
+function parseSeconds(value: string): number {
+  const n = Number(value);
+  if (!Number.isFinite(n) || n < 0) throw new InvalidArgumentError('a number of seconds >= 0 (0 = no timeout)');
+  return n;
+}
+
+function parsePdu(value: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || (n !== 0 && (n < 4096 || n > 0xffffffff))) {
+    throw new InvalidArgumentError('a PDU length of 4096 bytes or more (0 = unlimited)');
+  }
+  return n;
+}
+
+function parseAet(value: string): string {
+  if (value.length === 0 || value.length > 16 || !/^[\x20-\x5b\x5d-\x7e]+$/.test(value) || value.trim() === '') {
+    throw new InvalidArgumentError('an AE title has 1 to 16 characters of the default repertoire, not all spaces, no backslash');
+  }
+  return value;
+}
+
+/** Adds the options every network command takes; bad usage exits 2 (commander's own would be 1). */
+export function networkCommand(cmd: Command): Command {
+  return cmd
+    .option('--aet <title>', 'our (calling) AE title', parseAet, 'PACSNODE')
+    .option('--aec <title>', "the peer's (called) AE title", parseAet, 'ANY-SCP')
+    .option('--timeout <seconds>', 'DIMSE timeout: waiting for each response', parseSeconds, 30)
+    .option('--connect-timeout <seconds>', 'TCP connection and association timeout', parseSeconds, 10)
+    .option('--max-pdu <bytes>', 'largest PDU we receive (0 = unlimited)', parsePdu, 16384)
+    .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT_OK : EXIT_USAGE));
+}
+
+/** The SCU target of the command line. */
+export function cliTarget(host: string, port: number, opts: NetworkCliOptions) {
+  return {
+    host,
+    port,
+    callingAet: opts.aet,
+    calledAet: opts.aec,
+    maxPduLength: opts.maxPdu,
+    dimseTimeoutMs: opts.timeout * 1000,
+    timeouts: { connectMs: opts.connectTimeout * 1000, responseMs: opts.connectTimeout * 1000 },
+  };
+}
+
+export async function echoCommand(host: string, port: number, opts: NetworkCliOptions): Promise<number> {
+  const started = process.hrtime.bigint();
+  const where = `${opts.aet} -> ${opts.aec}@${host}:${port}`;
+  try {
+    const status = await echo(cliTarget(host, port, opts));
+    const ms = Number(process.hrtime.bigint() - started) / 1e6;
+    process.stdout.write(`C-ECHO ${where}: ${formatStatus(status)} ${describeStatus(status, 'C-ECHO')} (${ms.toFixed(1)} ms)\n`);
+    return statusCategory(status) === 'success' ? EXIT_OK : EXIT_FAILED;
+  } catch (e) {
+    process.stderr.write(`pacsnode echo: ${where}: ${(e as Error).message}\n`);
+    return isAssociationError(e) ? EXIT_USAGE : EXIT_FAILED;
+  }
+}
+
+export function registerEchoCommand(program: Command): void {
+  networkCommand(
+    program
+      .command('echo')
+      .description('send a C-ECHO (DICOM ping) to a DICOM node')
+      .argument('<host>', 'host name or address of the peer')
+      .argument('<port>', 'its DICOM port', parsePort),
+  ).action(async (host: string, port: number, opts: NetworkCliOptions) => {
+    process.exitCode = await echoCommand(host, port, opts);
+  });
+}
