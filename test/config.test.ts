@@ -156,7 +156,7 @@ describe('config', () => {
           "DicomModalities" : { "ct" : [ "CT1", "10.0.0.1", 104 ], "mr" : { "AET" : "MR1", "Host" : "mr.local", "Port" : 11112, "AllowFind" : false } },
           "DicomAlwaysAllowEcho" : false, "DicomAlwaysAllowStore" : false, "DicomAlwaysAllowFind" : true,
           "DicomAlwaysAllowGet" : true, "DicomAlwaysAllowMove" : true, "DicomCheckModalityHost" : true,
-          "StrictAetComparison" : true
+          "StrictAetComparison" : true, "SynchronousCMove" : false, "DicomScuTimeout" : 5
         }`,
       );
       const { config, files, warnings } = loadConfig(file);
@@ -203,6 +203,8 @@ describe('config', () => {
         DicomAlwaysAllowMove: true,
         DicomCheckModalityHost: true,
         StrictAetComparison: true,
+        SynchronousCMove: false,
+        DicomScuTimeout: 5,
         OrthancApiVersion: '1.12.5',
       } satisfies Config);
     });
@@ -273,6 +275,8 @@ describe('config', () => {
       ['DicomAlwaysAllowMove', 1, 'DicomAlwaysAllowMove must be a boolean'],
       ['DicomCheckModalityHost', 1, 'DicomCheckModalityHost must be a boolean'],
       ['StrictAetComparison', 1, 'StrictAetComparison must be a boolean'],
+      ['SynchronousCMove', 'yes', 'SynchronousCMove must be a boolean'],
+      ['DicomScuTimeout', -5, 'DicomScuTimeout must be'],
       ['MaximumStorageSize', -1, 'MaximumStorageSize must be a non-negative integer, found -1'],
       ['MaximumPatientCount', 2.5, 'MaximumPatientCount must be a non-negative integer'],
       ['StableAge', '60', 'StableAge must be a non-negative integer'],

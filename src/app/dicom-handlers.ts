@@ -26,6 +26,7 @@ const STORAGE_SYNTAXES = ALL_TRANSFER_SYNTAXES.map((t) => t.uid);
 const UNCOMPRESSED = [ExplicitVRLittleEndian, ImplicitVRLittleEndian];
 const FIND_MODELS = new Set<string>([SopClasses.PatientRootFind, SopClasses.StudyRootFind, SopClasses.PatientStudyOnlyFind]);
 const GET_MODELS = new Set<string>([SopClasses.PatientRootGet, SopClasses.StudyRootGet, SopClasses.PatientStudyOnlyGet]);
+const MOVE_MODELS = new Set<string>([SopClasses.PatientRootMove, SopClasses.StudyRootMove, SopClasses.PatientStudyOnlyMove]);
 const STUDY_ROOT = new Set<string>([SopClasses.StudyRootFind, SopClasses.StudyRootGet, SopClasses.StudyRootMove]);
 /** Answers are read and sent in pages, so that a C-CANCEL stops them between two pages. */
 const ANSWER_PAGE = 100;
@@ -36,6 +37,7 @@ function serviceOf(abstractSyntax: string, unknownSopClassAccepted: boolean): Di
   if (abstractSyntax === SopClasses.Verification) return 'echo';
   if (FIND_MODELS.has(abstractSyntax)) return 'find';
   if (GET_MODELS.has(abstractSyntax)) return 'get';
+  if (MOVE_MODELS.has(abstractSyntax)) return 'move';
   if (isStorageSopClass(abstractSyntax)) return 'store';
   // Any other UID that is not a known service class is taken as a private storage class when allowed.
   if (unknownSopClassAccepted && !abstractSyntax.startsWith('1.2.840.10008.5.1.4.1.2.')) return 'store';
@@ -107,8 +109,16 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
             const file = await store.readDicom(row.publicId);
             return file.subarray(readPart10(file, { untilPixelData: true }).datasetOffset);
           },
+          readFile: () => store.readDicom(row.publicId),
         }));
       },
+      destination: (aet) => {
+        const [modality] = ctx.modalities.byAet(aet);
+        return modality ? { aet: modality.aet, host: modality.host, port: modality.port } : undefined;
+      },
+      localAet: config.DicomAet,
+      synchronousMove: config.SynchronousCMove,
+      scuTimeoutMs: config.DicomScuTimeout * 1000,
     },
     store: {
       store: async (request: StoreRequest, assoc: AssociationInfo) => {

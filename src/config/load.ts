@@ -39,12 +39,12 @@ export const ORTHANC_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'DicomTlsMinimumProtocolVersion', 'DicomTlsCiphersAccepted', 'DicomAlwaysAllowStore',
   'DicomAlwaysAllowFindWorklist', 'DicomAlwaysAllowMove',
   'DicomModalitiesInDatabase', 'DicomEchoChecksFind',
-  'DicomScuTimeout', 'DicomScuPreferredTransferSyntax', 'DicomThreadsCount', 'DicomDefaultRetrieveMethod',
+  'DicomScuPreferredTransferSyntax', 'DicomThreadsCount', 'DicomDefaultRetrieveMethod',
   'DicomAssociationCloseDelay', 'OrthancPeers', 'OrthancPeersInDatabase', 'HttpProxy',
   'HttpVerbose', 'HttpTimeout', 'HttpRequestTimeout', 'HttpsVerifyPeers', 'HttpsCACertificates',
   'HttpThreadsCount', 'StoreMD5ForAttachments', 'LogExportedResources', 'KeepAlive',
   'KeepAliveTimeout', 'TcpNoDelay', 'StoreDicom', 'QueryRetrieveSize', 'CaseSensitivePN', 'LoadPrivateDictionary',
-  'Dictionary', 'SynchronousCMove', 'JobsHistorySize', 'SaveJobs', 'MediaArchiveSize', 'MetricsEnabled',
+  'Dictionary', 'JobsHistorySize', 'SaveJobs', 'MediaArchiveSize', 'MetricsEnabled',
   'ExecuteLuaEnabled', 'RestApiWriteToFileSystemEnabled', 'DefaultPrivateCreator',
   'StorageCommitmentReportsSize', 'TranscodeDicomProtocol', 'BuiltinDecoderTranscoderOrder', 'IngestTranscoding',
   'IngestTranscodingOfUncompressed', 'IngestTranscodingOfCompressed', 'DicomLossyTranscodingQuality',
@@ -590,6 +590,8 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   DicomAlwaysAllowMove: bool,
   DicomCheckModalityHost: bool,
   StrictAetComparison: bool,
+  SynchronousCMove: bool,
+  DicomScuTimeout: count,
 };
 
 // ---------------------------------------------------------------------------------------------------------

@@ -84,6 +84,10 @@ export interface Config {
   DicomCheckModalityHost: boolean;
   /** Compare AE titles case-sensitively. */
   StrictAetComparison: boolean;
+  /** C-MOVE SCP answers after its sub-operations (true) or at once, sending in the background (false). */
+  SynchronousCMove: boolean;
+  /** Seconds a DIMSE response from a remote modality is awaited (0 = no timeout). */
+  DicomScuTimeout: number;
   /** The Orthanc release whose REST API is implemented, as reported by `/system`. */
   OrthancApiVersion: string;
 }
@@ -129,6 +133,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   DicomAlwaysAllowMove: false,
   DicomCheckModalityHost: false,
   StrictAetComparison: false,
+  SynchronousCMove: true,
+  DicomScuTimeout: 10,
 } satisfies Config);
 
 /** Keys this version reads. Anything else in a configuration file is reported. */

@@ -72,6 +72,15 @@ export interface RetrieveItem {
   transferSyntaxUid: string;
   /** The dataset bytes as stored (no meta header), read when the sub-operation runs. */
   readDataset(): Promise<Buffer>;
+  /** The whole Part 10 file as stored. */
+  readFile(): Promise<Buffer>;
+}
+
+/** Where a C-MOVE sends its sub-operations. */
+export interface MoveDestination {
+  aet: string;
+  host: string;
+  port: number;
 }
 
 export interface RetrieveHandler {
@@ -80,6 +89,14 @@ export interface RetrieveHandler {
    * Throwing a `FindRefusal` answers its status (e.g. 0xA900, 0xC000).
    */
   locate(request: FindRequest, assoc: AssociationInfo): Promise<RetrieveItem[]>;
+  /** A C-MOVE destination by AE title (Orthanc: a modality of DicomModalities), or undefined (status A801). */
+  destination(aet: string): MoveDestination | undefined;
+  /** The AE title this server calls destinations with. */
+  readonly localAet: string;
+  /** Orthanc's SynchronousCMove: answer after the sub-operations (true) or at once, sending in the background. */
+  readonly synchronousMove: boolean;
+  /** DIMSE timeout for the sub-operations' association, in ms (Orthanc's DicomScuTimeout). */
+  readonly scuTimeoutMs: number;
 }
 
 /** Decides whether an association is accepted (Orthanc's IApplicationEntityFilter). */

@@ -13,6 +13,7 @@ import type { AssociationInfo, DicomHandlers } from '../handlers.js';
 import { echoScp } from './echo.js';
 import { findScp } from './find.js';
 import { getScp } from './get.js';
+import { moveScp } from './move.js';
 import { ScpSession, type ScpService } from './session.js';
 import { storeScp } from './store.js';
 
@@ -24,6 +25,7 @@ const SERVICES: ReadonlyMap<number, ScpService> = new Map([
   [0x0001, storeScp], // C-STORE-RQ
   [0x0020, findScp], // C-FIND-RQ
   [0x0010, getScp], // C-GET-RQ
+  [0x0021, moveScp], // C-MOVE-RQ
 ]);
 
 export interface ScpServerOptions {

@@ -40,7 +40,12 @@ export type StoreInput =
       /** Found by walking a folder: skip it (outcome 'skipped') rather than fail it when it is not a DICOM instance. */
       optional?: boolean;
     }
-  | { bytes: Buffer; name?: string };
+  | { bytes: Buffer; name?: string }
+  /**
+   * An instance whose identity is already known (e.g. from the index, for a C-MOVE): not probed; its whole Part 10
+   * file is loaded only when it is about to be sent.
+   */
+  | { load: () => Promise<Buffer>; name: string; sopClassUid: string; sopInstanceUid: string; transferSyntaxUid: string };
 
 export type StoreOutcome =
   /** Status Success. */
@@ -98,6 +103,8 @@ export interface StoreOptions {
   priority?: number;
   /** Set when the C-STOREs are the sub-operations of a C-MOVE (PS3.7 §9.1.1.1.7-8). */
   moveOriginator?: { aet: string; messageId: number };
+  /** Stops before the next file (a C-CANCEL of the C-MOVE): the files not sent are reported 'skipped', "cancelled". */
+  signal?: AbortSignal;
 }
 
 /** PS3.4 Annex F: a DICOMDIR is not an instance one sends. */
@@ -130,18 +137,24 @@ interface Probed {
 function sourceName(input: StoreInput): string {
   if (typeof input === 'string') return input;
   if ('path' in input) return input.path;
+  if ('load' in input) return input.name;
   return input.name ?? 'buffer';
 }
 
 function readWhole(input: StoreInput): Promise<Buffer> {
   if (typeof input === 'string') return readFile(input);
   if ('path' in input) return readFile(input.path);
+  if ('load' in input) return input.load();
   return Promise.resolve(input.bytes);
 }
 
 /** Up to `PROBE_BYTES` of the file, and whether that is all of it. */
 async function readHead(input: StoreInput): Promise<{ head: Buffer; whole: boolean; size: number }> {
   if (typeof input !== 'string' && 'bytes' in input) return { head: input.bytes, whole: true, size: input.bytes.length };
+  if (typeof input !== 'string' && 'load' in input) {
+    const bytes = await input.load();
+    return { head: bytes, whole: true, size: bytes.length };
+  }
   const path = typeof input === 'string' ? input : input.path;
   const handle = await open(path, 'r');
   try {
@@ -178,6 +191,11 @@ function failure(source: string, message: string, extra: Partial<StoreFileResult
 
 async function probe(input: StoreInput, index: number): Promise<Probed | StoreFileResult> {
   const source = sourceName(input);
+  if (typeof input === 'object' && 'load' in input) {
+    // Known already: where its dataset starts is found when it is loaded (datasetOffset -1).
+    const { sopClassUid, sopInstanceUid, transferSyntaxUid } = input;
+    return { index, input, source, sopClassUid, sopInstanceUid, transferSyntaxUid, datasetOffset: -1, size: 0 };
+  }
   const optional = typeof input === 'object' && 'path' in input && input.optional === true;
   let parsed: ParsedDicom;
   let size: number;
@@ -292,6 +310,10 @@ async function prepare(file: Probed, plan: Plan | string): Promise<Prepared> {
   if (typeof plan === 'string') return { file, error: plan };
   try {
     const bytes = await readWhole(file.input);
+    if (file.datasetOffset < 0) {
+      const head = readPart10(bytes, { untilPixelData: true });
+      file = { ...file, datasetOffset: head.datasetOffset, pixelDataEnd: head.pixelDataEnd, size: bytes.length };
+    }
     if (!plan.convert) {
       if (file.pixelDataEnd !== undefined && file.pixelDataEnd > bytes.length) {
         return { file, plan, error: `the file is truncated (its pixel data needs ${file.pixelDataEnd} bytes, it has ${bytes.length})` };
@@ -456,6 +478,12 @@ async function sendBatch(
       continue;
     }
     await window.acquire();
+    if (options.signal?.aborted) {
+      window.release();
+      done();
+      report(file.index, { source: file.source, outcome: 'skipped', converted: false, bytes: 0, message: 'cancelled', ...uids(file) });
+      continue;
+    }
     if (!session.isOpen) {
       window.release();
       done();
