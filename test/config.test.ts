@@ -156,7 +156,10 @@ describe('config', () => {
           "DicomModalities" : { "ct" : [ "CT1", "10.0.0.1", 104 ], "mr" : { "AET" : "MR1", "Host" : "mr.local", "Port" : 11112, "AllowFind" : false } },
           "DicomAlwaysAllowEcho" : false, "DicomAlwaysAllowStore" : false, "DicomAlwaysAllowFind" : true,
           "DicomAlwaysAllowGet" : true, "DicomAlwaysAllowMove" : true, "DicomCheckModalityHost" : true,
-          "StrictAetComparison" : true, "SynchronousCMove" : false, "DicomScuTimeout" : 5
+          "StrictAetComparison" : true, "SynchronousCMove" : false, "DicomScuTimeout" : 5,
+          "DicomTlsEnabled" : true, "DicomTlsCertificate" : "tls/server.pem", "DicomTlsPrivateKey" : "tls/server.key",
+          "DicomTlsTrustedCertificates" : "${tmp}/ca.pem", "DicomTlsRemoteCertificateRequired" : false,
+          "DicomTlsMinimumProtocolVersion" : 4
         }`,
       );
       const { config, files, warnings } = loadConfig(file);
@@ -206,6 +209,12 @@ describe('config', () => {
         SynchronousCMove: false,
         DicomScuTimeout: 5,
         OrthancApiVersion: '1.12.5',
+        DicomTlsEnabled: true,
+        DicomTlsCertificate: path.join(tmp, 'tls', 'server.pem'),
+        DicomTlsPrivateKey: path.join(tmp, 'tls', 'server.key'),
+        DicomTlsTrustedCertificates: path.join(tmp, 'ca.pem'),
+        DicomTlsRemoteCertificateRequired: false,
+        DicomTlsMinimumProtocolVersion: 4,
       } satisfies Config);
     });
 
@@ -304,6 +313,13 @@ describe('config', () => {
       ['RegisteredUsers', { alice: 1234 }, 'RegisteredUsers."alice" must be a string (the password)'],
       ['HttpBindAddress', '', 'HttpBindAddress must be a non-empty string'],
       ['OrthancApiVersion', 1.12, 'OrthancApiVersion must be a non-empty string'],
+      ['DicomTlsEnabled', 'true', 'DicomTlsEnabled must be a boolean (true or false), found "true" (a string)'],
+      ['DicomTlsCertificate', '', 'DicomTlsCertificate must be a non-empty string (a file path), found "" (a string)'],
+      ['DicomTlsPrivateKey', 42, 'DicomTlsPrivateKey must be a non-empty string (a file path), found 42'],
+      ['DicomTlsTrustedCertificates', ['ca.pem'], 'DicomTlsTrustedCertificates must be a non-empty string (a file path), found an array'],
+      ['DicomTlsRemoteCertificateRequired', 0, 'DicomTlsRemoteCertificateRequired must be a boolean'],
+      ['DicomTlsMinimumProtocolVersion', 6, 'DicomTlsMinimumProtocolVersion must be an integer 0..5 (0 = default: TLS 1.2 or 1.3), found 6'],
+      ['DicomTlsMinimumProtocolVersion', '4', 'DicomTlsMinimumProtocolVersion must be an integer 0..5'],
     ];
 
     for (const [key, value, expected] of bad) {
@@ -528,6 +544,74 @@ describe('config', () => {
       const { config } = loadConfig(file, { IndexDirectory: 'idx' });
       expect(config.StorageDirectory).to.equal(path.join(tmp, 'etc', 'db'));
       expect(config.IndexDirectory).to.equal(path.resolve(process.cwd(), 'idx'));
+    });
+  });
+
+  describe('DICOM TLS keys', () => {
+    const files = { DicomTlsCertificate: 'server.pem', DicomTlsPrivateKey: 'server.key', DicomTlsTrustedCertificates: 'ca.pem' };
+
+    it('default to TLS off, client certificates required, default protocol floor, no files', () => {
+      const { config } = buildConfig({}, 'test');
+      expect(config.DicomTlsEnabled).to.equal(false);
+      expect(config.DicomTlsRemoteCertificateRequired).to.equal(true);
+      expect(config.DicomTlsMinimumProtocolVersion).to.equal(0);
+      expect(config).not.to.have.property('DicomTlsCertificate');
+      expect(config).not.to.have.property('DicomTlsPrivateKey');
+      expect(config).not.to.have.property('DicomTlsTrustedCertificates');
+    });
+
+    it('refuse DicomTlsEnabled without a certificate or a key, naming the missing key', () => {
+      expect(configError(() => buildConfig({ DicomTlsEnabled: true, DicomTlsPrivateKey: 'k.pem' }, 'test.json'))).to.equal(
+        "test.json: DicomTlsEnabled is true but DicomTlsCertificate is not set (the PEM file of the server's certificate)",
+      );
+      expect(configError(() => buildConfig({ DicomTlsEnabled: true, DicomTlsCertificate: 'c.pem' }, 'test.json'))).to.equal(
+        "test.json: DicomTlsEnabled is true but DicomTlsPrivateKey is not set (the PEM file of the server's private key)",
+      );
+    });
+
+    it('refuse required client certificates without trusted certificates, and accept them when not required', () => {
+      const withoutCa = { DicomTlsEnabled: true, DicomTlsCertificate: 'c.pem', DicomTlsPrivateKey: 'k.pem' };
+      expect(configError(() => buildConfig(withoutCa, 'test.json'))).to.equal(
+        'test.json: DicomTlsRemoteCertificateRequired is true but DicomTlsTrustedCertificates is not set ' +
+          '(the PEM bundle of the CAs client certificates must chain to)',
+      );
+      const { config } = buildConfig({ ...withoutCa, DicomTlsRemoteCertificateRequired: false }, 'test.json');
+      expect(config.DicomTlsEnabled).to.equal(true);
+      expect(config.DicomTlsTrustedCertificates).to.equal(undefined);
+    });
+
+    it('refuse a certificate without its key (or the reverse) even with TLS off: the SCU uses them too', () => {
+      expect(configError(() => buildConfig({ DicomTlsCertificate: 'c.pem' }, 'test.json'))).to.equal(
+        'test.json: DicomTlsCertificate is set but DicomTlsPrivateKey is not (the PEM file of its key)',
+      );
+      expect(configError(() => buildConfig({ DicomTlsPrivateKey: 'k.pem' }, 'test.json'))).to.include('DicomTlsCertificate is not');
+    });
+
+    it('name the file the offending key comes from, in a configuration directory', () => {
+      const dir = path.join(tmp, 'conf');
+      write('conf/10-files.json', JSON.stringify({ DicomTlsCertificate: 'c.pem', DicomTlsPrivateKey: 'k.pem' }));
+      const tls = write('conf/20-tls.json', '{ "DicomTlsEnabled": true }');
+      expect(configError(() => loadConfig(dir))).to.equal(
+        `${tls}: DicomTlsRemoteCertificateRequired is true but DicomTlsTrustedCertificates is not set ` +
+          '(the PEM bundle of the CAs client certificates must chain to)',
+      );
+    });
+
+    it('resolve relative files like StorageDirectory: against the folder of the file, overrides against the current directory', () => {
+      const file = write('etc/orthanc.json', JSON.stringify({ DicomTlsEnabled: true, ...files, DicomTlsTrustedCertificates: '../pki/ca.pem' }));
+      const { config } = loadConfig(file);
+      expect(config.DicomTlsCertificate).to.equal(path.join(tmp, 'etc', 'server.pem'));
+      expect(config.DicomTlsPrivateKey).to.equal(path.join(tmp, 'etc', 'server.key'));
+      expect(config.DicomTlsTrustedCertificates).to.equal(path.join(tmp, 'pki', 'ca.pem'));
+      const overridden = loadConfig(file, { DicomTlsTrustedCertificates: 'bundle.pem' }).config;
+      expect(overridden.DicomTlsTrustedCertificates).to.equal(path.resolve(process.cwd(), 'bundle.pem'));
+      expect(buildConfig({ ...files }, 'mem').config.DicomTlsCertificate).to.equal(path.resolve(process.cwd(), 'server.pem'));
+    });
+
+    it('are summarised by describeConfig', () => {
+      const { config } = buildConfig({ DicomTlsEnabled: true, ...files }, 'mem');
+      expect(describeConfig(config)).to.include('TLS only (client certificates required)');
+      expect(describeConfig(buildConfig({}, 'mem').config)).not.to.include('TLS');
     });
   });
 

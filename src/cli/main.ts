@@ -3,6 +3,9 @@ import { Command } from 'commander';
 import { ConfigError } from '../core/errors.js';
 import { PACSNODE_VERSION } from '../app/context.js';
 import { registerEchoCommand } from './echo.js';
+import { registerFindCommand } from './find.js';
+import { registerGetCommand } from './get.js';
+import { registerMoveCommand } from './move.js';
 import { serve } from './serve.js';
 import { registerStoreCommand } from './store.js';
 
@@ -18,6 +21,9 @@ export async function main(argv: string[]): Promise<void> {
     });
   registerEchoCommand(program);
   registerStoreCommand(program);
+  registerFindCommand(program);
+  registerMoveCommand(program);
+  registerGetCommand(program);
   await program.parseAsync(argv);
 }
 

@@ -7,6 +7,7 @@ import { createContext } from '../app/context.js';
 import { createDicomHandlers } from '../app/dicom-handlers.js';
 import { DicomScpServer } from '../dimse/scp/server.js';
 import { logger } from '../core/log.js';
+import { loadDicomTls } from '../net/tls.js';
 import { buildHttpServer, startHttpServer } from '../rest/http-server.js';
 
 const log = logger('generic');
@@ -19,6 +20,8 @@ export async function serve(options: ServeOptions): Promise<void> {
   const { config, warnings } = loadConfig(options.config);
   for (const w of warnings) log.warn(w);
   log.info(`starting pacsnode\n${describeConfig(config)}`);
+  // The TLS files are read and checked before anything starts: a bad one stops here, with its key and path.
+  const dicomTls = config.DicomServerEnabled && config.DicomTlsEnabled ? loadDicomTls(config, 'acceptor') : undefined;
   const ctx = await createContext(config);
   const http = buildHttpServer(ctx);
   const host = config.HttpBindAddress ?? (config.RemoteAccessAllowed ? '0.0.0.0' : '127.0.0.1');
@@ -31,9 +34,10 @@ export async function serve(options: ServeOptions): Promise<void> {
       aet: config.DicomAet,
       maxPduLength: config.MaximumPduLength,
       idleTimeoutMs: config.DicomScpTimeout * 1000,
+      tls: dicomTls,
     });
     dicomPort = await dicom.listen(config.DicomPort);
-    log.info(`DICOM server listening on port ${dicomPort}, AET ${config.DicomAet}`);
+    log.info(`DICOM server listening on port ${dicomPort}${dicomTls ? ' (TLS only)' : ''}, AET ${config.DicomAet}`);
   }
   // A machine-readable line for scripts and tests that start us with port 0.
   process.stdout.write(`pacsnode ready: http=${port} dicom=${dicomPort}\n`);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import { ConfigError } from '../core/errors.js';
 import { parseModality } from '../modalities/registry.js';
 import { logger } from '../core/log.js';
-import { DEFAULT_CONFIG, SUPPORTED_KEYS, type Config, type ExtraMainDicomTags } from './schema.js';
+import { DEFAULT_CONFIG, OPTIONAL_KEYS, SUPPORTED_KEYS, type Config, type ExtraMainDicomTags } from './schema.js';
 
 const log = logger('config');
 
@@ -34,9 +34,7 @@ export const ORTHANC_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'JpipTransferSyntaxAccepted', 'Mpeg2TransferSyntaxAccepted', 'RleTransferSyntaxAccepted',
   'Mpeg4TransferSyntaxAccepted', 'H265TransferSyntaxAccepted', 'AcceptedSopClasses',
   'RejectedSopClasses', 'SslEnabled', 'SslCertificate', 'SslMinimumProtocolVersion',
-  'SslCiphersAccepted', 'SslVerifyPeers', 'SslTrustedClientCertificates', 'DicomTlsEnabled',
-  'DicomTlsCertificate', 'DicomTlsPrivateKey', 'DicomTlsTrustedCertificates', 'DicomTlsRemoteCertificateRequired',
-  'DicomTlsMinimumProtocolVersion', 'DicomTlsCiphersAccepted', 'DicomAlwaysAllowStore',
+  'SslCiphersAccepted', 'SslVerifyPeers', 'SslTrustedClientCertificates', 'DicomTlsCiphersAccepted', 'DicomAlwaysAllowStore',
   'DicomAlwaysAllowFindWorklist', 'DicomAlwaysAllowMove',
   'DicomModalitiesInDatabase', 'DicomEchoChecksFind',
   'DicomScuPreferredTransferSyntax', 'DicomThreadsCount', 'DicomDefaultRetrieveMethod',
@@ -440,6 +438,10 @@ const aet: Check<string> = (v, ctx) =>
 const directory: Check<string> = (v, ctx) =>
   typeof v === 'string' && v.length > 0 ? path.resolve(ctx.baseDir, v) : invalid(ctx, 'a non-empty string (a folder path)', v);
 
+/** A file, resolved like a folder (its existence and content are checked by whoever reads it, at start-up). */
+const file: Check<string> = (v, ctx) =>
+  typeof v === 'string' && v.length > 0 ? path.resolve(ctx.baseDir, v) : invalid(ctx, 'a non-empty string (a file path)', v);
+
 /** Orthanc's names of `Encoding` values (`StringToEncoding` is case-insensitive); returned in Orthanc's spelling. */
 const ENCODINGS = [
   'Ascii', 'Utf8', 'Latin1', 'Latin2', 'Latin3', 'Latin4', 'Latin5', 'Cyrillic', 'Windows1251', 'Arabic', 'Greek',
@@ -592,6 +594,12 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   StrictAetComparison: bool,
   SynchronousCMove: bool,
   DicomScuTimeout: count,
+  DicomTlsEnabled: bool,
+  DicomTlsCertificate: file,
+  DicomTlsPrivateKey: file,
+  DicomTlsTrustedCertificates: file,
+  DicomTlsRemoteCertificateRequired: bool,
+  DicomTlsMinimumProtocolVersion: integer(0, 5, 'an integer 0..5 (0 = default: TLS 1.2 or 1.3)'),
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -629,6 +637,7 @@ function assemble(
   warnings: string[],
 ): LoadResult {
   const given = new Map<string, unknown>();
+  const sources = new Map<string, string>();
   const apply = (key: string, value: unknown, source: string, dir: string): void => {
     if (!SUPPORTED_KEYS.has(key) || !(key in CHECKS)) {
       if (ORTHANC_UNSUPPORTED_KEYS.has(key)) {
@@ -640,6 +649,7 @@ function assemble(
     }
     const check = CHECKS[key as keyof Config] as Check<unknown>;
     given.set(key, check(value, { key, source, baseDir: dir }));
+    sources.set(key, source);
   };
 
   for (const [key, { value, source }] of settings) apply(key, value, source, baseDir);
@@ -654,7 +664,9 @@ function assemble(
   if (!given.has('StorageDirectory')) config.StorageDirectory = path.resolve(baseDir, DEFAULT_CONFIG.StorageDirectory);
   // As in Orthanc, IndexDirectory follows StorageDirectory unless it is given itself.
   if (!given.has('IndexDirectory')) config.IndexDirectory = config.StorageDirectory;
-  if (given.has('HttpBindAddress')) config.HttpBindAddress = given.get('HttpBindAddress');
+  for (const key of OPTIONAL_KEYS) if (given.has(key)) config[key] = given.get(key);
+  // A default value is blamed on the file that turned TLS on.
+  checkDicomTls(config as unknown as Config, (key) => sources.get(key) ?? sources.get('DicomTlsEnabled') ?? 'defaults');
 
   // Orthanc 1.5.8+: remote access without an explicit AuthenticationEnabled turns authentication on, and without
   // any registered user a default orthanc/orthanc user is created (and /system reports the server insecure).
@@ -675,6 +687,30 @@ function assemble(
   }
 
   return { config: deepFreeze(config as unknown as Config), warnings, files };
+}
+
+/**
+ * The DICOM TLS keys that go together (the files themselves are read and checked at start-up, by
+ * `loadDicomTls` in net/tls.ts): a TLS server needs a certificate and its key, and the trusted certificates when
+ * client certificates are required; a certificate never goes without its key.
+ */
+function checkDicomTls(config: Config, sourceOf: (key: string) => string): void {
+  const missing = (key: keyof Config, because: keyof Config, what: string): never => {
+    throw new ConfigError(`${sourceOf(because)}: ${because} is ${JSON.stringify(config[because])} but ${key} is not set (${what})`);
+  };
+  if (config.DicomTlsEnabled) {
+    if (!config.DicomTlsCertificate) missing('DicomTlsCertificate', 'DicomTlsEnabled', "the PEM file of the server's certificate");
+    if (!config.DicomTlsPrivateKey) missing('DicomTlsPrivateKey', 'DicomTlsEnabled', "the PEM file of the server's private key");
+    if (config.DicomTlsRemoteCertificateRequired && !config.DicomTlsTrustedCertificates) {
+      missing('DicomTlsTrustedCertificates', 'DicomTlsRemoteCertificateRequired', 'the PEM bundle of the CAs client certificates must chain to');
+    }
+  }
+  if (config.DicomTlsCertificate && !config.DicomTlsPrivateKey) {
+    throw new ConfigError(`${sourceOf('DicomTlsCertificate')}: DicomTlsCertificate is set but DicomTlsPrivateKey is not (the PEM file of its key)`);
+  }
+  if (config.DicomTlsPrivateKey && !config.DicomTlsCertificate) {
+    throw new ConfigError(`${sourceOf('DicomTlsPrivateKey')}: DicomTlsPrivateKey is set but DicomTlsCertificate is not (the PEM file of the certificate)`);
+  }
 }
 
 /** Same validation on an in-memory object (tests and embedding). Relative folders resolve against the current directory; no environment substitution. */
@@ -778,7 +814,10 @@ export function describeConfig(config: Readonly<Config>): string {
   return [
     `Name: ${config.Name} (Orthanc API ${config.OrthancApiVersion})`,
     `HTTP: ${http.join(', ')}`,
-    `DICOM: AET ${config.DicomAet}, port ${config.DicomPort}`,
+    `DICOM: AET ${config.DicomAet}, port ${config.DicomPort}` +
+      (config.DicomTlsEnabled
+        ? `, TLS only (client certificates ${config.DicomTlsRemoteCertificateRequired ? 'required' : 'not requested'})`
+        : ''),
     `Storage: ${config.StorageDirectory} (compression ${config.StorageCompression ? 'on' : 'off'}, fsync ${config.SyncStorageArea ? 'on' : 'off'})`,
     `Index: ${config.IndexDirectory}`,
     `Limits: storage ${limit(config.MaximumStorageSize, ' MB')}, patients ${limit(config.MaximumPatientCount)} ` +

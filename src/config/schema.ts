@@ -90,6 +90,18 @@ export interface Config {
   DicomScuTimeout: number;
   /** The Orthanc release whose REST API is implemented, as reported by `/system`. */
   OrthancApiVersion: string;
+  /** DICOM over TLS: the DICOM server accepts only TLS connections (needs DicomTlsCertificate and DicomTlsPrivateKey). */
+  DicomTlsEnabled: boolean;
+  /** PEM file of our certificate (absolute once loaded; relative paths resolve like StorageDirectory). */
+  DicomTlsCertificate?: string;
+  /** PEM file of the private key of DicomTlsCertificate (unencrypted). */
+  DicomTlsPrivateKey?: string;
+  /** PEM bundle of the CAs the peers' certificates must chain to. */
+  DicomTlsTrustedCertificates?: string;
+  /** Client certificates are required and verified (SCP); the remote SCP's certificate is verified (SCU). */
+  DicomTlsRemoteCertificateRequired: boolean;
+  /** Orthanc's 0..5: 0 = default (TLS 1.2+), 1 = SSL 3+ (TLS 1.0+ here), 2 = TLS 1.0+, 3 = TLS 1.1+, 4 = TLS 1.2+, 5 = TLS 1.3. */
+  DicomTlsMinimumProtocolVersion: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
@@ -135,7 +147,13 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   StrictAetComparison: false,
   SynchronousCMove: true,
   DicomScuTimeout: 10,
+  DicomTlsEnabled: false,
+  DicomTlsRemoteCertificateRequired: true,
+  DicomTlsMinimumProtocolVersion: 0,
 } satisfies Config);
 
+/** Supported keys without a default: absent from `DEFAULT_CONFIG`, and from the loaded `Config` unless given. */
+export const OPTIONAL_KEYS = ['HttpBindAddress', 'DicomTlsCertificate', 'DicomTlsPrivateKey', 'DicomTlsTrustedCertificates'] as const;
+
 /** Keys this version reads. Anything else in a configuration file is reported. */
-export const SUPPORTED_KEYS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_CONFIG), 'HttpBindAddress']);
+export const SUPPORTED_KEYS: ReadonlySet<string> = new Set([...Object.keys(DEFAULT_CONFIG), ...OPTIONAL_KEYS]);

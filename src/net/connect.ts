@@ -1,12 +1,14 @@
 /**
  * The requestor side of the Upper Layer: open an association to `{host, port, calledAet}` (PS3.8 §7.1, §9.2).
- * With `net/server.ts`, the only place that touches `node:net`. TLS (PS3.15 Annex B.1) is a transport away: pass
- * a `transport` that returns a `tls.TLSSocket` and calls `ready` on 'secureConnect'.
+ * With `net/server.ts`, the only place that touches `node:net`. TLS (PS3.15 Annex B.1) is a transport away: `tls`
+ * selects `net/tls.ts`'s transport, or pass any `transport` that returns a `tls.TLSSocket` and calls `ready` on
+ * 'secureConnect'.
  */
 import { connect as netConnect, isIP } from 'node:net';
 import { IMPLEMENTATION_CLASS_UID, IMPLEMENTATION_VERSION_NAME } from '../dicom/uids.js';
 import { Association, AssociationError, type RequestorTransport } from './association.js';
 import { encodePdu } from './pdu/codec.js';
+import { tlsTransport, type DicomTls } from './tls.js';
 import {
   DICOM_APPLICATION_CONTEXT,
   emptyUserInformation,
@@ -51,6 +53,8 @@ export interface OpenAssociationOptions {
   /** PS3.7 D.3.3.3 Asynchronous Operations Window (not sent when absent: one operation at a time). */
   asyncOpsWindow?: AsyncOpsWindow;
   timeouts?: AssociationTimeouts;
+  /** DICOM over TLS (`loadDicomTls(config, 'requestor')` in `net/tls.ts`); ignored when `transport` is given. */
+  tls?: DicomTls;
   /** Replaces plain TCP (the TLS seam). */
   transport?: RequestorTransport;
 }
@@ -136,7 +140,8 @@ export function openAssociation(options: OpenAssociationOptions): Promise<Associ
     return Promise.reject(new AssociationError('ERR_ASSOC_CONNECT', (cause as Error).message, { cause }));
   }
   return Association.request({
-    transport: options.transport ?? tcpTransport(options.host, options.port),
+    transport:
+      options.transport ?? (options.tls ? tlsTransport(options.host, options.port, options.tls) : tcpTransport(options.host, options.port)),
     request,
     maxPduLength: request.userInformation.maxPduLength!,
     artimTimeoutMs: timeouts.artimMs,

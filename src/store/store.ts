@@ -161,8 +161,15 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
   private async storeInternal(input: Buffer | Readable, origin: Origin): Promise<StoreResult> {
     const uuid = randomUUID();
     const pending = await this.storage.begin(uuid);
+    // A whole Part 10 file stored as received is written (and synced) while it is parsed and checked: the write is
+    // most of an instance's latency. Any later refusal waits for it, then removes the file.
+    let early: Promise<void> | undefined;
     try {
       const spooled = Buffer.isBuffer(input) ? inMemory(input) : await this.spoolStream(pending, input);
+      if (spooled.whole && !this.options.storageCompression && hasPart10Preamble(spooled.whole)) {
+        early = pending.writeAll(spooled.whole);
+        early.catch(() => undefined);
+      }
       let parsed = await this.parseHead(spooled, pending);
       if (parsed.truncated || (parsed.pixelDataEnd !== undefined && parsed.pixelDataEnd > spooled.size)) {
         throw new DicomFormatError(`truncated DICOM file (${spooled.size} bytes): refused, nothing stored`);
@@ -176,8 +183,9 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       const ids = publicIds(info.identifiers);
       const publicIdList = [ids.patient, ids.study, ids.series, ids.instance] as const;
 
-      // Cheap early exit: an already stored instance is not written at all.
+      // An already stored instance is not indexed again (a file written meanwhile is removed, as Orthanc does).
       if (!this.options.overwriteInstances && this.index.findByPublicId(ids.instance)) {
+        if (early) await early.catch(() => undefined);
         await pending.abort();
         return this.result(ids, 'AlreadyStored');
       }
@@ -202,7 +210,8 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
           await pending.abort();
           target = await this.storage.begin(uuid);
         }
-        await target.writeAll(stored);
+        if (early && target === pending && stored === spooled.whole) await early;
+        else await target.writeAll(stored);
         attachment = {
           contentType: DICOM_ATTACHMENT,
           uuid,
@@ -229,6 +238,7 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       };
       return await this.commit(pending, parsed, info, ids, publicIdList, attachment, origin);
     } catch (e) {
+      if (early) await early.catch(() => undefined);
       await pending.abort().catch(() => undefined);
       throw e;
     }
@@ -541,6 +551,11 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       this.emit('change', { changeType, level: entry.level, publicId });
     }
   }
+}
+
+/** 128-byte preamble then `DICM`: the file already has its meta header. */
+function hasPart10Preamble(bytes: Buffer): boolean {
+  return bytes.length > 132 && bytes[128] === 0x44 && bytes[129] === 0x49 && bytes[130] === 0x43 && bytes[131] === 0x4d;
 }
 
 function inMemory(input: Buffer): Spooled {

@@ -9,6 +9,7 @@ import type { Association } from '../../net/association.js';
 import { negotiateAsAcceptor, type AcceptorPolicy } from '../../net/negotiation.js';
 import { DICOM_APPLICATION_CONTEXT, type AAssociateAc, type AAssociateRq } from '../../net/pdu/types.js';
 import { UlServer } from '../../net/server.js';
+import type { DicomTls } from '../../net/tls.js';
 import type { AssociationInfo, DicomHandlers } from '../handlers.js';
 import { echoScp } from './echo.js';
 import { findScp } from './find.js';
@@ -37,6 +38,8 @@ export interface ScpServerOptions {
   artimTimeoutMs?: number;
   /** At most this many simultaneous associations (0 = no cap); beyond, A-ASSOCIATE-RJ "local limit exceeded". */
   maxAssociations?: number;
+  /** DICOM over TLS (`loadDicomTls(config, 'acceptor')`): the server then accepts only TLS connections. */
+  tls?: DicomTls;
 }
 
 export class DicomScpServer {
@@ -51,6 +54,7 @@ export class DicomScpServer {
       maxPduLength: options.maxPduLength,
       artimTimeoutMs: options.artimTimeoutMs ?? 30000,
       idleTimeoutMs: options.idleTimeoutMs,
+      tls: options.tls,
       onAssociation: (association) => {
         association.once('associate-request', (rq) => this.onRequest(association, rq));
         association.on('closed', ({ reason, aborted }) =>

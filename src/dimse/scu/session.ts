@@ -17,9 +17,12 @@ import {
   encodeMessage,
   fromCommandSet,
   isRequestCommandField,
+  type CCancelRq,
   type DimseCRequest,
+  type DimseCResponse,
   type DimseMessage,
   type DimseNRequest,
+  type DimseNResponse,
 } from '../messages.js';
 import { formatStatus, statusCategory } from '../status.js';
 
@@ -234,6 +237,24 @@ export class ScuSession {
     await this.association.release();
   }
 
+  /**
+   * Sends a message that gets no response of its own: a C-CANCEL-RQ (PS3.7 §9.3.2.3), or the response to a
+   * request the peer sent (`onRequest`: the C-STORE sub-operations of a C-GET). It goes out after the messages
+   * already under way; the DIMSE timeouts of the outstanding requests start again, since the exchange is alive.
+   */
+  async sendMessage(contextId: number, message: CCancelRq | DimseCResponse | DimseNResponse, dataset?: Buffer): Promise<void> {
+    if (!this.isOpen) throw this.closedError(message.type);
+    if (!this.contexts.has(contextId)) {
+      throw new ScuError('ERR_SCU_NOT_ACCEPTED', `presentation context ${contextId} was not accepted on this association`);
+    }
+    const command = encodeMessage(message);
+    const sent = this.sending.then(() => this.send(contextId, command, dataset));
+    this.sending = sent.catch(() => undefined);
+    await sent;
+    if (log.isEnabled('debug')) log.debug(`${this.tag} ${message.type} sent on context ${contextId}`);
+    this.rearmOutstanding();
+  }
+
   /** A-ABORT: outstanding requests fail with ERR_SCU_CLOSED. */
   abort(): void {
     this.association.abort();
@@ -263,6 +284,11 @@ export class ScuSession {
     entry.timer.unref();
   }
 
+  /** Restarts the DIMSE timeouts already running (requests not sent yet keep theirs unarmed). */
+  private rearmOutstanding(): void {
+    for (const [id, entry] of this.outstanding) if (entry.timer) this.arm(id, entry);
+  }
+
   private onMessage(message: AssembledMessage): void {
     let msg: DimseMessage;
     try {
@@ -274,6 +300,8 @@ export class ScuSession {
     const response: ScuResponse = { contextId: message.presentationContextId, message: msg };
     if (message.dataset) response.dataset = message.dataset.length === 1 ? message.dataset[0]! : Buffer.concat(message.dataset);
     if (isRequestCommandField(message.command.CommandField!)) {
+      // The peer is working for an outstanding request (a C-GET's sub-operation): that request is not silent.
+      this.rearmOutstanding();
       if (this.options.onRequest) this.options.onRequest(this, response);
       else this.protocolError(`the peer sent a ${msg.type}, which this association does not serve`);
       return;
