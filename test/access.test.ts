@@ -28,6 +28,13 @@ describe('modality registry', function () {
     expect(parseModality('c', { AET: 'C', Host: 'h', Port: 1, AllowStore: false })).to.include({ allowStore: false, allowEcho: true });
   });
 
+  it('reads UseDicomTls (long form only, default false)', () => {
+    expect(parseModality('a', ['AET1', 'host', 104]).useDicomTls).to.equal(false);
+    expect(parseModality('c', { AET: 'C', Host: 'h', Port: 1 }).useDicomTls).to.equal(false);
+    expect(parseModality('d', { AET: 'D', Host: 'h', Port: 1, UseDicomTls: true }).useDicomTls).to.equal(true);
+    expect(() => parseModality('e', { AET: 'E', Host: 'h', Port: 1, UseDicomTls: 1 })).to.throw(/UseDicomTls must be a Boolean/);
+  });
+
   it('refuses malformed entries with a message naming them', () => {
     expect(() => parseModality('x', ['A', 'h'])).to.throw(/DicomModalities.x/);
     expect(() => parseModality('y', { AET: '', Host: 'h', Port: 1 })).to.throw(/AET must be 1..16/);

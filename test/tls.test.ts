@@ -6,7 +6,7 @@
  */
 import { expect } from 'chai';
 import { spawn, spawnSync, type ChildProcess } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -16,10 +16,12 @@ import { ConfigError } from '../src/core/errors.js';
 import { SopClasses } from '../src/dicom/uids.js';
 import { DicomScpServer } from '../src/dimse/scp/server.js';
 import { cEcho, echo } from '../src/dimse/scu/echo.js';
+import { move } from '../src/dimse/scu/move.js';
 import { ScuSession } from '../src/dimse/scu/session.js';
 import { AssociationError } from '../src/net/association.js';
 import { openAssociation } from '../src/net/connect.js';
 import { loadDicomTls, minimumTlsVersion, tlsTransport, type DicomTls, type DicomTlsConfig } from '../src/net/tls.js';
+import { makeInstance } from './helpers/factory.js';
 import { startServer } from './helpers/process.js';
 import { tempContext, type TestContext } from './helpers/context.js';
 
@@ -394,6 +396,59 @@ describe('DICOM TLS', function () {
         presentationContexts: [{ abstractSyntax: SopClasses.Verification, transferSyntaxes: ['1.2.840.10008.1.2'] }],
       });
       await association.release();
+    });
+
+    it('C-MOVE sends to a modality with "UseDicomTls": true over TLS, with our DicomTls* credentials', async () => {
+      const out = mkdtempSync(join(tmpdir(), 'pacsnode-tls-move-'));
+      const port = await freePort();
+      const child = spawn('storescp', ['+tls', file('server.key'), file('server.pem'), '+cf', file('ca.pem'), '-aet', 'STORESCP', '-od', out, String(port)], {
+        env: { ...process.env, TCP_NODELAY: '1' },
+        stdio: 'ignore',
+      });
+      storescps.push(child);
+      await waitForPort(port);
+      const t = await tempContext({
+        DicomAlwaysAllowMove: true,
+        DicomModalities: { secure: { AET: 'STORESCP', Host: '127.0.0.1', Port: port, UseDicomTls: true } },
+        DicomTlsCertificate: file('client.pem'),
+        DicomTlsPrivateKey: file('client.key'),
+        DicomTlsTrustedCertificates: file('ca.pem'),
+      });
+      const server = new DicomScpServer(createDicomHandlers(t.ctx), { aet: 'PACSNODE', maxPduLength: 16384, idleTimeoutMs: 30000 });
+      try {
+        const bytes = makeInstance({ patientId: 'TLSMOVE', sopInstanceUid: '1.2.826.0.1.3680043.2.1125.77.1' });
+        await t.ctx.store.store(bytes, { kind: 'rest' });
+        const scpPort = await server.listen(0, '127.0.0.1');
+        const summary = await move(
+          { host: '127.0.0.1', port: scpPort, callingAet: 'MOVER', calledAet: 'PACSNODE' },
+          { model: 'patient', level: 'PATIENT', keys: { PatientID: 'TLSMOVE' }, destinationAet: 'STORESCP' },
+        );
+        expect(summary.counts, JSON.stringify(summary)).to.deep.equal({ completed: 1, failed: 0, warning: 0 });
+        const received = readdirSync(out);
+        expect(received).to.have.length(1);
+        const file1 = readFileSync(join(out, received[0]!));
+        expect(file1.subarray(file1.length - 64).equals(bytes.subarray(bytes.length - 64))).to.equal(true);
+      } finally {
+        await server.close(1000);
+        await t.close();
+        rmSync(out, { recursive: true, force: true });
+      }
+    });
+
+    it('pacsnode echo --tls: with a client certificate it echoes storescp; bad TLS options are usage errors (exit 2)', async () => {
+      const port = await storescp('server');
+      const cli = (args: string[]) => run(process.execPath, [join(import.meta.dirname, '..', 'bin', 'pacsnode'), 'echo', '--aec', 'STORESCP', ...args]);
+      const ok = await cli(['--tls', '--tls-certificate', file('client.pem'), '--tls-key', file('client.key'), '--tls-trusted', file('ca.pem'), '127.0.0.1', String(port)]);
+      expect(ok.code, ok.out).to.equal(0);
+      expect(ok.out).to.contain('C-ECHO');
+      const refused = await cli(['--tls', '--tls-trusted', file('ca.pem'), '127.0.0.1', String(port)]);
+      expect(refused.code, refused.out).to.equal(2);
+      const noTls = await cli(['--tls-key', file('client.key'), '127.0.0.1', String(port)]);
+      expect(noTls.code, noTls.out).to.equal(2);
+      expect(noTls.out).to.contain('need --tls');
+      const missing = await cli(['--tls', '--tls-certificate', file('nowhere.pem'), '--tls-key', file('client.key'), '127.0.0.1', String(port)]);
+      expect(missing.code, missing.out).to.equal(2);
+      expect(missing.out).to.contain(`--tls-certificate: cannot read ${file('nowhere.pem')}`);
     });
 
     it('is refused by storescp without a certificate, and refuses storescp with a certificate from another CA', async () => {

@@ -12,6 +12,7 @@ import { FindRefusal, type AssociationInfo, type DicomHandlers, type StoreReques
 import { readPart10 } from '../dicom/reader.js';
 import { Tags } from '../dicom/tag.js';
 import type { DicomService } from '../modalities/registry.js';
+import { loadDicomTls, type DicomTls } from '../net/tls.js';
 import { Level } from '../store/levels.js';
 import { takeInput } from '../store/input.js';
 import { MetadataType } from '../store/sqlite-index.js';
@@ -46,6 +47,7 @@ function serviceOf(abstractSyntax: string, unknownSopClassAccepted: boolean): Di
 
 export function createDicomHandlers(ctx: AppContext): DicomHandlers {
   const { config, store } = ctx;
+  let requestorTls: DicomTls | undefined;
   return {
     policy: {
       acceptAssociation: (request) => {
@@ -114,7 +116,10 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
       },
       destination: (aet) => {
         const [modality] = ctx.modalities.byAet(aet);
-        return modality ? { aet: modality.aet, host: modality.host, port: modality.port } : undefined;
+        if (!modality) return undefined;
+        // UseDicomTls: our DicomTls* credentials, read on first use (a bad file fails this C-MOVE, naming the key).
+        if (modality.useDicomTls) requestorTls ??= loadDicomTls(config, 'requestor');
+        return { aet: modality.aet, host: modality.host, port: modality.port, tls: modality.useDicomTls ? requestorTls : undefined };
       },
       localAet: config.DicomAet,
       synchronousMove: config.SynchronousCMove,

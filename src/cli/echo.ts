@@ -5,6 +5,7 @@
  */
 import { type Command, InvalidArgumentError } from 'commander';
 import { echo } from '../dimse/scu/echo.js';
+import { loadDicomTls, type DicomTls } from '../net/tls.js';
 import { describeStatus, formatStatus, isAssociationError, statusCategory } from '../dimse/scu/session.js';
 
 /** Options shared by the network commands. */
@@ -14,6 +15,14 @@ export interface NetworkCliOptions {
   timeout: number;
   connectTimeout: number;
   maxPdu: number;
+  tls?: boolean;
+  tlsCertificate?: string;
+  tlsKey?: string;
+  tlsTrusted?: string;
+  tlsVerify: boolean;
+  tlsMinimum?: number;
+  /** Set by the pre-action hook from the options above when `--tls` is given. */
+  dicomTls?: DicomTls;
 }
 
 export const EXIT_OK = 0;
@@ -55,7 +64,48 @@ export function networkCommand(cmd: Command): Command {
     .option('--timeout <seconds>', 'DIMSE timeout: waiting for each response', parseSeconds, 30)
     .option('--connect-timeout <seconds>', 'TCP connection and association timeout', parseSeconds, 10)
     .option('--max-pdu <bytes>', 'largest PDU we receive (0 = unlimited)', parsePdu, 16384)
+    .option('--tls', 'DICOM over TLS (PS3.15 B.1)')
+    .option('--tls-certificate <pem>', 'our certificate, when the peer asks for one (with --tls-key)')
+    .option('--tls-key <pem>', 'the private key of --tls-certificate, unencrypted')
+    .option('--tls-trusted <pem>', "the CAs the peer's certificate must chain to (default: Node's root CAs)")
+    .option('--no-tls-verify', "do not verify the peer's certificate")
+    .option('--tls-minimum <n>', "lowest protocol, Orthanc's DicomTlsMinimumProtocolVersion scale 0..5 (0: TLS 1.2)", parseTlsMinimum)
+    .hook('preAction', (_command, action) => {
+      const opts = action.opts<NetworkCliOptions>();
+      if (!opts.tls) {
+        if (opts.tlsCertificate || opts.tlsKey || opts.tlsTrusted) usageError(action, '--tls-certificate, --tls-key and --tls-trusted need --tls');
+        return;
+      }
+      try {
+        action.setOptionValue(
+          'dicomTls',
+          loadDicomTls(
+            {
+              DicomTlsCertificate: opts.tlsCertificate,
+              DicomTlsPrivateKey: opts.tlsKey,
+              DicomTlsTrustedCertificates: opts.tlsTrusted,
+              DicomTlsRemoteCertificateRequired: opts.tlsVerify,
+              DicomTlsMinimumProtocolVersion: opts.tlsMinimum ?? 0,
+            },
+            'requestor',
+          ),
+        );
+      } catch (e) {
+        usageError(action, (e as Error).message.replace(/DicomTlsCertificate/g, '--tls-certificate').replace(/DicomTlsPrivateKey/g, '--tls-key').replace(/DicomTlsTrustedCertificates/g, '--tls-trusted'));
+      }
+    })
     .exitOverride((err) => process.exit(err.exitCode === 0 ? EXIT_OK : EXIT_USAGE));
+}
+
+function usageError(command: Command, message: string): never {
+  process.stderr.write(`pacsnode ${command.name()}: ${message}\n`);
+  process.exit(EXIT_USAGE);
+}
+
+function parseTlsMinimum(value: string): number {
+  const n = Number(value);
+  if (!/^[0-5]$/.test(value)) throw new InvalidArgumentError('0 to 5');
+  return n;
 }
 
 /** The SCU target of the command line. */
@@ -68,6 +118,7 @@ export function cliTarget(host: string, port: number, opts: NetworkCliOptions) {
     maxPduLength: opts.maxPdu,
     dimseTimeoutMs: opts.timeout * 1000,
     timeouts: { connectMs: opts.connectTimeout * 1000, responseMs: opts.connectTimeout * 1000 },
+    tls: opts.dicomTls,
   };
 }
 

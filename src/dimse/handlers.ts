@@ -9,6 +9,7 @@
 import type { Readable } from 'node:stream';
 import type { DataSet } from '../dicom/dataset.js';
 import type { WriteElement } from '../dicom/writer.js';
+import type { DicomTls } from '../net/tls.js';
 
 /** What the SCPs know of the association a request arrived on. */
 export interface AssociationInfo {
@@ -81,6 +82,8 @@ export interface MoveDestination {
   aet: string;
   host: string;
   port: number;
+  /** DICOM TLS credentials when the destination is reached over TLS (Orthanc's UseDicomTls). */
+  tls?: DicomTls;
 }
 
 export interface RetrieveHandler {

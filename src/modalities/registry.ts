@@ -1,7 +1,7 @@
 /**
  * Remote DICOM modalities (Orthanc's `DicomModalities`), in the short form `["AET", "host", port]` (an optional
  * fourth value names the manufacturer) or the long form `{AET, Host, Port, AllowEcho, AllowFind, AllowMove,
- * AllowGet, AllowStore, ...}`. Looked up by AE title for access control and as C-MOVE destinations.
+ * AllowGet, AllowStore, UseDicomTls, ...}`. Looked up by AE title for access control and as C-MOVE destinations.
  */
 import { PacsError } from '../core/errors.js';
 
@@ -17,12 +17,14 @@ export interface RemoteModality {
   allowMove: boolean;
   allowGet: boolean;
   allowStore: boolean;
+  /** Orthanc's `UseDicomTls`: associations we open towards this modality use DICOM TLS (default false). */
+  useDicomTls: boolean;
 }
 
 export type DicomService = 'echo' | 'find' | 'move' | 'get' | 'store';
 
-function bool(value: unknown, name: string, key: string): boolean {
-  if (value === undefined) return true; // Orthanc: everything allowed unless said otherwise
+function bool(value: unknown, name: string, key: string, byDefault = true): boolean {
+  if (value === undefined) return byDefault; // Orthanc: everything allowed unless said otherwise
   if (typeof value !== 'boolean') throw new PacsError('BadParameterType', `DicomModalities.${name}.${key} must be a Boolean`);
   return value;
 }
@@ -70,6 +72,7 @@ export function parseModality(name: string, raw: unknown): RemoteModality {
     allowMove: bool(flags.AllowMove, name, 'AllowMove'),
     allowGet: bool(flags.AllowGet, name, 'AllowGet'),
     allowStore: bool(flags.AllowStore, name, 'AllowStore'),
+    useDicomTls: bool(flags.UseDicomTls, name, 'UseDicomTls', false),
   };
 }
 

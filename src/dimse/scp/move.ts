@@ -51,6 +51,7 @@ export const moveScp: ScpService = {
               port: destination.port,
               callingAet: retrieve.localAet,
               calledAet: destination.aet,
+              tls: destination.tls,
               dimseTimeoutMs: retrieve.scuTimeoutMs,
             },
             items.map((item) => ({
