@@ -4,12 +4,17 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { FilesystemStorage } from '../src/store/filesystem-storage.js';
 
-describe('filesystem storage area', function () {
+// Every behaviour holds whichever thread writes: the calling thread (the default without fsync) or the writer
+// threads (the default with fsync).
+for (const variant of [
+  { name: 'writes on the calling thread', options: { sync: false } },
+  { name: 'writer threads, fsync', options: { sync: true } },
+]) describe(`filesystem storage area (${variant.name})`, function () {
   let root: string;
   let storage: FilesystemStorage;
   beforeEach(() => {
     root = mkdtempSync(join(tmpdir(), 'pacsnode-area-'));
-    storage = new FilesystemStorage(root, { sync: false });
+    storage = new FilesystemStorage(root, variant.options);
   });
   afterEach(async () => {
     await storage.close();
@@ -24,10 +29,10 @@ describe('filesystem storage area', function () {
     w.keep();
     await storage.close();
     expect(existsSync(join(root, '.pacsnode-clean'))).to.equal(true);
-    storage = new FilesystemStorage(root, { sync: false });
+    storage = new FilesystemStorage(root, variant.options);
     expect(await storage.recover(() => true)).to.deep.equal({ published: 0, discarded: 0 });
     // That start removed the marker: a crash now would be followed by a walk.
-    storage = new FilesystemStorage(root, { sync: false });
+    storage = new FilesystemStorage(root, variant.options);
     expect(await storage.recover((u) => u === uuid)).to.deep.equal({ published: 1, discarded: 0 });
   });
 

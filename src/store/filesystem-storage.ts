@@ -39,9 +39,10 @@ export class FilesystemStorage implements StorageArea {
   ) {
     mkdirSync(root, { recursive: true });
     this.marker = join(root, CLEAN_MARKER);
-    // Two writer threads by default: the event loop stays free during fsyncs. 0 writes on the calling thread
-    // (less CPU and memory, but the loop waits for each fsync).
-    const threads = options.writerThreads ?? 2;
+    // With fsync, two writer threads by default: the event loop stays free during fsyncs. Without fsync, writes
+    // go to the page cache at once and the thread hop (a structured clone and two messages) costs more than the
+    // write itself: they happen on the calling thread. 0 forces the calling thread.
+    const threads = options.writerThreads ?? (options.sync ? 2 : 0);
     this.writers = threads > 0 ? new WriterPool(threads) : undefined;
   }
 
