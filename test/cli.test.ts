@@ -2,7 +2,7 @@
 import { expect } from 'chai';
 import { spawnSync } from 'node:child_process';
 import { request } from 'node:http';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { makeInstance } from './helpers/factory.js';
@@ -15,6 +15,13 @@ describe('CLI: pacsnode serve', function () {
     dir = mkdtempSync(join(tmpdir(), 'pacsnode-cli-'));
   });
   afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  it('--version prints package.json\'s version', () => {
+    const r = spawnSync(process.execPath, [`${ROOT}bin/pacsnode`, '--version'], { encoding: 'utf8' });
+    const pkg = JSON.parse(readFileSync(`${ROOT}package.json`, 'utf8')) as { version: string };
+    expect(r.status).to.equal(0);
+    expect(r.stdout.trim()).to.equal(pkg.version);
+  });
 
   it('exits non-zero on a malformed configuration, naming the file and the position', () => {
     const path = join(dir, 'bad.json');

@@ -27,7 +27,9 @@ export interface AppContext {
   close(): Promise<void>;
 }
 
-export const PACSNODE_VERSION = '0.1.0';
+import { PACSNODE_VERSION } from '../core/version.js';
+
+export { PACSNODE_VERSION };
 
 export async function createContext(config: Readonly<Config>): Promise<AppContext> {
   mkdirSync(config.StorageDirectory, { recursive: true });

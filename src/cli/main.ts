@@ -1,12 +1,11 @@
 /** The command line (commander). */
 import { Command } from 'commander';
 import { ConfigError } from '../core/errors.js';
-import { PACSNODE_VERSION } from '../app/context.js';
+import { PACSNODE_VERSION } from '../core/version.js';
 import { registerEchoCommand } from './echo.js';
 import { registerFindCommand } from './find.js';
 import { registerGetCommand } from './get.js';
 import { registerMoveCommand } from './move.js';
-import { serve } from './serve.js';
 import { registerStoreCommand } from './store.js';
 
 export async function main(argv: string[]): Promise<void> {
@@ -17,6 +16,8 @@ export async function main(argv: string[]): Promise<void> {
     .description('run the server in the foreground')
     .option('-c, --config <path>', "configuration file or folder (Orthanc's JSON format, comments allowed)")
     .action(async (opts: { config?: string }) => {
+      // Loaded on demand: the client commands do not need the server's modules (SQLite, fastify, the store).
+      const { serve } = await import('./serve.js');
       await serve({ config: opts.config });
     });
   registerEchoCommand(program);
