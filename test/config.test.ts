@@ -157,6 +157,7 @@ describe('config', () => {
           "DicomAlwaysAllowEcho" : false, "DicomAlwaysAllowStore" : false, "DicomAlwaysAllowFind" : true,
           "DicomAlwaysAllowGet" : true, "DicomAlwaysAllowMove" : true, "DicomCheckModalityHost" : true,
           "StrictAetComparison" : true, "SynchronousCMove" : false, "DicomScuTimeout" : 5,
+          "ConcurrentJobs" : 4, "JobsHistorySize" : 0, "SaveJobs" : false,
           "DicomTlsEnabled" : true, "DicomTlsCertificate" : "tls/server.pem", "DicomTlsPrivateKey" : "tls/server.key",
           "DicomTlsTrustedCertificates" : "${tmp}/ca.pem", "DicomTlsRemoteCertificateRequired" : false,
           "DicomTlsMinimumProtocolVersion" : 4
@@ -208,6 +209,9 @@ describe('config', () => {
         StrictAetComparison: true,
         SynchronousCMove: false,
         DicomScuTimeout: 5,
+        ConcurrentJobs: 4,
+        JobsHistorySize: 0,
+        SaveJobs: false,
         OrthancApiVersion: '1.12.5',
         DicomTlsEnabled: true,
         DicomTlsCertificate: path.join(tmp, 'tls', 'server.pem'),
@@ -286,6 +290,9 @@ describe('config', () => {
       ['StrictAetComparison', 1, 'StrictAetComparison must be a boolean'],
       ['SynchronousCMove', 'yes', 'SynchronousCMove must be a boolean'],
       ['DicomScuTimeout', -5, 'DicomScuTimeout must be'],
+      ['ConcurrentJobs', -1, 'ConcurrentJobs must be a non-negative integer, found -1'],
+      ['JobsHistorySize', '10', 'JobsHistorySize must be a non-negative integer'],
+      ['SaveJobs', 'true', 'SaveJobs must be a boolean (true or false), found "true" (a string)'],
       ['MaximumStorageSize', -1, 'MaximumStorageSize must be a non-negative integer, found -1'],
       ['MaximumPatientCount', 2.5, 'MaximumPatientCount must be a non-negative integer'],
       ['StableAge', '60', 'StableAge must be a non-negative integer'],
@@ -380,7 +387,7 @@ describe('config', () => {
 
     it('warns about plugin sections and other well-known Orthanc keys the same way', () => {
       const { warnings } = buildConfig(
-        { DicomWeb: { Enable: true }, Plugins: ['/usr/share/orthanc/plugins'], ConcurrentJobs: 2, SslEnabled: false },
+        { DicomWeb: { Enable: true }, Plugins: ['/usr/share/orthanc/plugins'], LuaScripts: [], SslEnabled: false },
         'src',
       );
       expect(warnings).to.have.length(4);

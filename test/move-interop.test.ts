@@ -119,14 +119,45 @@ describe('C-MOVE SCP with DCMTK movescu and storescp', function () {
     });
   });
 
-  it('answers at once and sends in the background when SynchronousCMove is false', async () => {
-    await withServer({ SynchronousCMove: false }, async (port) => {
+  it('answers at once and sends as a DicomModalityStore job when SynchronousCMove is false', async () => {
+    await withServer({ SynchronousCMove: false }, async (port, t) => {
       for (const f of receivedFiles()) rmSync(join(dir, f)); // storescp would overwrite files of the same names
-      const before = 0;
-      const r = await run('movescu', ['-v', '-S', '-aec', 'PACSNODE', '-aem', 'DEST', '-k', 'QueryRetrieveLevel=SERIES', '-k', 'StudyInstanceUID=1.2.826.0.1.99.7', '-k', 'SeriesInstanceUID=1.2.826.0.1.99.7.1', '127.0.0.1', String(port)]);
+      const r = await run('movescu', ['-v', '-S', '-aec', 'PACSNODE', '-aet', 'MOVESCU', '-aem', 'DEST', '-k', 'QueryRetrieveLevel=SERIES', '-k', 'StudyInstanceUID=1.2.826.0.1.99.7', '-k', 'SeriesInstanceUID=1.2.826.0.1.99.7.1', '127.0.0.1', String(port)]);
       expect(r.out).to.match(/Received Final Move Response \(Success\)/);
       expect(r.out).to.not.match(/Pending/);
-      await waitFor(() => receivedFiles().length >= before + 4);
+      await waitFor(() => receivedFiles().length >= 4);
+      for (const f of receivedFiles()) {
+        const file = readFileSync(join(dir, f));
+        const sop = readPart10(file).dataset.string(Tags.SOPInstanceUID)!;
+        expect(dataset(file).equals(dataset(sent.get(sop)!)), sop).to.equal(true);
+      }
+      const [jobId] = t.ctx.jobs.list();
+      expect(jobId).to.be.a('string');
+      await waitFor(() => t.ctx.jobs.info(jobId!)?.State === 'Success');
+      expect(t.ctx.jobs.info(jobId!)).to.deep.include({ Type: 'DicomModalityStore', Progress: 100 });
+      expect(t.ctx.jobs.info(jobId!)!.Content).to.deep.equal({
+        Description: 'C-MOVE',
+        FailedInstancesCount: 0,
+        InstancesCount: 4,
+        LocalAet: t.ctx.config.DicomAet,
+        ParentResources: [],
+        RemoteAet: 'DEST',
+        MoveOriginatorAET: 'MOVESCU',
+        MoveOriginatorID: 1,
+      });
+    });
+  });
+
+  it('an asynchronous C-MOVE to a destination that does not answer fails its job, with the reason', async () => {
+    const nobody = await freePort();
+    await withServer({ SynchronousCMove: false, DicomModalities: { gone: ['GONE', '127.0.0.1', nobody], movescu: ['MOVESCU', '127.0.0.1', 104] } }, async (port, t) => {
+      const r = await run('movescu', ['-v', '-S', '-aec', 'PACSNODE', '-aem', 'GONE', '-k', 'QueryRetrieveLevel=STUDY', '-k', 'StudyInstanceUID=1.2.826.0.1.99.7', '127.0.0.1', String(port)]);
+      expect(r.out).to.match(/Received Final Move Response \(Success\)/);
+      const [jobId] = t.ctx.jobs.list();
+      await waitFor(() => t.ctx.jobs.info(jobId!)?.State === 'Failure');
+      const info = t.ctx.jobs.info(jobId!)!;
+      expect(info.ErrorCode).to.equal(9);
+      expect(info.ErrorDetails).to.contain('C-STORE to GONE');
     });
   });
 });

@@ -10,7 +10,7 @@ import { ImplicitVRLittleEndian } from '../src/dicom/transfer-syntax.js';
 import { encodeDataset } from '../src/dicom/writer.js';
 import { orthancHash, publicIds } from '../src/store/ids.js';
 import { Level } from '../src/store/levels.js';
-import { CHANGE_TYPE_NAMES, DICOM_ATTACHMENT, MetadataType, SqliteIndex } from '../src/store/sqlite-index.js';
+import { CHANGE_TYPE_NAMES, DICOM_ATTACHMENT, MetadataType, SCHEMA_VERSION, SqliteIndex } from '../src/store/sqlite-index.js';
 import { makeInstance } from './helpers/factory.js';
 import { tempContext, type TestContext } from './helpers/context.js';
 
@@ -363,7 +363,7 @@ describe('index: schema', function () {
     mkdirSync(dir, { recursive: true });
     const path = join(dir, 'index.sqlite');
     const a = new SqliteIndex(path);
-    expect(a.schemaVersion).to.equal(1);
+    expect(a.schemaVersion).to.equal(SCHEMA_VERSION);
     a.db.prepare(`UPDATE global_properties SET value = '99' WHERE name = 'schema_version'`).run();
     a.close();
     expect(() => new SqliteIndex(path)).to.throw(/schema version 99/);

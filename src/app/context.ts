@@ -6,11 +6,15 @@ import { mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { logger } from '../core/log.js';
+import { PACSNODE_VERSION } from '../core/version.js';
+import { JobsEngine } from '../jobs/engine.js';
 import { ModalityRegistry } from '../modalities/registry.js';
+import { loadDicomTls, type DicomTls } from '../net/tls.js';
 import { QueryEngine } from '../query/engine.js';
 import { FilesystemStorage } from '../store/filesystem-storage.js';
 import { SqliteIndex } from '../store/sqlite-index.js';
 import { DicomStore } from '../store/store.js';
+import { modalityStoreJobType, type ModalityStoreDeps } from './modality-store-job.js';
 
 const log = logger('generic');
 
@@ -22,12 +26,16 @@ export interface AppContext {
   store: DicomStore;
   engine: QueryEngine;
   modalities: ModalityRegistry;
+  /** The jobs engine (`/jobs`): saved jobs resume at start; routes submit long work to it. */
+  jobs: JobsEngine;
+  /** What `ModalityStoreJob`s need (C-STORE to a modality as a job). */
+  modalityStoreDeps: ModalityStoreDeps;
+  /** Our DicomTls* credentials as a requestor (towards modalities with UseDicomTls), read on first use. */
+  requestorTls(): DicomTls;
   /** pacsnode's own version. */
   version: string;
   close(): Promise<void>;
 }
-
-import { PACSNODE_VERSION } from '../core/version.js';
 
 export { PACSNODE_VERSION };
 
@@ -69,6 +77,21 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
       move: config.DicomAlwaysAllowMove,
     },
   });
+  const jobs = new JobsEngine({
+    concurrentJobs: config.ConcurrentJobs,
+    historySize: config.JobsHistorySize,
+    store: config.SaveJobs ? index : undefined,
+  });
+  let requestorTls: DicomTls | undefined;
+  const loadRequestorTls = () => (requestorTls ??= loadDicomTls(config, 'requestor'));
+  const modalityStoreDeps: ModalityStoreDeps = {
+    index,
+    store,
+    requestorTls: loadRequestorTls,
+    scuTimeoutMs: config.DicomScuTimeout * 1000,
+  };
+  jobs.registerType(modalityStoreJobType(modalityStoreDeps));
+  jobs.start();
   log.info(`storage area: ${storage.description}; index: ${join(config.IndexDirectory, INDEX_FILE_NAME)}`);
   let closed = false;
   return {
@@ -77,10 +100,14 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
     store,
     engine,
     modalities,
+    jobs,
+    modalityStoreDeps,
+    requestorTls: loadRequestorTls,
     version: PACSNODE_VERSION,
     async close() {
       if (closed) return;
       closed = true;
+      await jobs.close();
       await store.close();
       index.close();
     },

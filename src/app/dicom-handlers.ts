@@ -8,17 +8,17 @@ import { logger } from '../core/log.js';
 import { ALL_TRANSFER_SYNTAXES, ExplicitVRLittleEndian, ImplicitVRLittleEndian } from '../dicom/transfer-syntax.js';
 import { isStorageSopClass, SopClasses } from '../dicom/uids.js';
 import { buildMetaHeader } from '../dicom/writer.js';
-import { FindRefusal, type AssociationInfo, type DicomHandlers, type StoreRequest } from '../dimse/handlers.js';
+import { FindRefusal, type AssociationInfo, type DicomHandlers, type FindRequest, type StoreRequest } from '../dimse/handlers.js';
 import { readPart10 } from '../dicom/reader.js';
 import { Tags } from '../dicom/tag.js';
 import type { DicomService } from '../modalities/registry.js';
-import { loadDicomTls, type DicomTls } from '../net/tls.js';
 import { Level } from '../store/levels.js';
 import { takeInput } from '../store/input.js';
 import { MetadataType } from '../store/sqlite-index.js';
 import { IdentifierError, identifiersOf, queryFromIdentifier } from '../query/from-identifier.js';
 import { Status } from '../dimse/status.js';
 import type { AppContext } from './context.js';
+import { ModalityStoreJob } from './modality-store-job.js';
 
 const log = logger('dicom');
 
@@ -47,7 +47,18 @@ function serviceOf(abstractSyntax: string, unknownSopClassAccepted: boolean): Di
 
 export function createDicomHandlers(ctx: AppContext): DicomHandlers {
   const { config, store } = ctx;
-  let requestorTls: DicomTls | undefined;
+  /** The instances a C-GET/C-MOVE Identifier designates. */
+  const locateInstances = async (request: FindRequest) => {
+    let parsed;
+    try {
+      parsed = queryFromIdentifier(request.identifier, { studyRoot: STUDY_ROOT.has(request.sopClassUid), caseSensitive: true });
+    } catch (e) {
+      if (e instanceof IdentifierError) throw new FindRefusal(Status.DataSetDoesNotMatchSOPClass, e.message);
+      throw e;
+    }
+    const rows = await ctx.engine.find(parsed.query);
+    return rows.flatMap((row) => ctx.index.descendants(row.id, row.level, Level.Instance));
+  };
   return {
     policy: {
       acceptAssociation: (request) => {
@@ -90,15 +101,7 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
     },
     retrieve: {
       async locate(request) {
-        let parsed;
-        try {
-          parsed = queryFromIdentifier(request.identifier, { studyRoot: STUDY_ROOT.has(request.sopClassUid), caseSensitive: true });
-        } catch (e) {
-          if (e instanceof IdentifierError) throw new FindRefusal(Status.DataSetDoesNotMatchSOPClass, e.message);
-          throw e;
-        }
-        const rows = await ctx.engine.find(parsed.query);
-        const instances = rows.flatMap((row) => ctx.index.descendants(row.id, row.level, Level.Instance));
+        const instances = await locateInstances(request);
         const ids = instances.map((r) => r.id);
         const sopClasses = ctx.index.metadataOf(ids, MetadataType.SopClassUid);
         const syntaxes = ctx.index.metadataOf(ids, MetadataType.TransferSyntax);
@@ -114,12 +117,31 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
           readFile: () => store.readDicom(row.publicId),
         }));
       },
+      async startMove(request, destination, originator) {
+        const instances = await locateInstances(request);
+        const [modality] = ctx.modalities.byAet(destination.aet);
+        const job = new ModalityStoreJob(
+          {
+            instances: instances.map((r) => r.publicId),
+            position: 0,
+            failed: [],
+            remote: { aet: destination.aet, host: destination.host, port: destination.port, useTls: modality?.useDicomTls ?? false },
+            localAet: config.DicomAet,
+            description: 'C-MOVE',
+            permissive: false,
+            moveOriginator: originator,
+            parentResources: [],
+          },
+          ctx.modalityStoreDeps,
+        );
+        const id = ctx.jobs.submit(job);
+        log.info(`C-MOVE of ${instances.length} instance(s) to ${destination.aet} queued as job ${id}`);
+      },
       destination: (aet) => {
         const [modality] = ctx.modalities.byAet(aet);
         if (!modality) return undefined;
         // UseDicomTls: our DicomTls* credentials, read on first use (a bad file fails this C-MOVE, naming the key).
-        if (modality.useDicomTls) requestorTls ??= loadDicomTls(config, 'requestor');
-        return { aet: modality.aet, host: modality.host, port: modality.port, tls: modality.useDicomTls ? requestorTls : undefined };
+        return { aet: modality.aet, host: modality.host, port: modality.port, tls: modality.useDicomTls ? ctx.requestorTls() : undefined };
       },
       localAet: config.DicomAet,
       synchronousMove: config.SynchronousCMove,

@@ -27,7 +27,7 @@ export interface LoadResult {
 export const ORTHANC_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   // Core options
   'TemporaryDirectory', 'MaximumStorageCacheSize', 'LuaScripts', 'LuaHeartBeatPeriod', 'Plugins',
-  'ConcurrentJobs', 'JobsEngineThreadsCount', 'HttpServerEnabled', 'OrthancExplorerEnabled',
+  'JobsEngineThreadsCount', 'HttpServerEnabled', 'OrthancExplorerEnabled',
   'HttpDescribeErrors', 'HttpCompressionEnabled', 'WebDavEnabled', 'WebDavDeleteAllowed', 'WebDavUploadAllowed',
   'AcceptedTransferSyntaxes', 'DeflatedTransferSyntaxAccepted',
   'JpegTransferSyntaxAccepted', 'Jpeg2000TransferSyntaxAccepted', 'JpegLosslessTransferSyntaxAccepted',
@@ -42,7 +42,7 @@ export const ORTHANC_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'HttpVerbose', 'HttpTimeout', 'HttpRequestTimeout', 'HttpsVerifyPeers', 'HttpsCACertificates',
   'HttpThreadsCount', 'StoreMD5ForAttachments', 'LogExportedResources', 'KeepAlive',
   'KeepAliveTimeout', 'TcpNoDelay', 'StoreDicom', 'QueryRetrieveSize', 'CaseSensitivePN', 'LoadPrivateDictionary',
-  'Dictionary', 'JobsHistorySize', 'SaveJobs', 'MediaArchiveSize', 'MetricsEnabled',
+  'Dictionary', 'MediaArchiveSize', 'MetricsEnabled',
   'ExecuteLuaEnabled', 'RestApiWriteToFileSystemEnabled', 'DefaultPrivateCreator',
   'StorageCommitmentReportsSize', 'TranscodeDicomProtocol', 'BuiltinDecoderTranscoderOrder', 'IngestTranscoding',
   'IngestTranscodingOfUncompressed', 'IngestTranscodingOfCompressed', 'DicomLossyTranscodingQuality',
@@ -594,6 +594,9 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   StrictAetComparison: bool,
   SynchronousCMove: bool,
   DicomScuTimeout: count,
+  ConcurrentJobs: count,
+  JobsHistorySize: count,
+  SaveJobs: bool,
   DicomTlsEnabled: bool,
   DicomTlsCertificate: file,
   DicomTlsPrivateKey: file,

@@ -88,6 +88,12 @@ export interface Config {
   SynchronousCMove: boolean;
   /** Seconds a DIMSE response from a remote modality is awaited (0 = no timeout). */
   DicomScuTimeout: number;
+  /** Jobs running at the same time (0 = one per logical CPU core). */
+  ConcurrentJobs: number;
+  /** Finished jobs kept in the jobs history (`/jobs`). */
+  JobsHistorySize: number;
+  /** Save the jobs in the index, so that unfinished jobs resume after a restart. */
+  SaveJobs: boolean;
   /** The Orthanc release whose REST API is implemented, as reported by `/system`. */
   OrthancApiVersion: string;
   /** DICOM over TLS: the DICOM server accepts only TLS connections (needs DicomTlsCertificate and DicomTlsPrivateKey). */
@@ -147,6 +153,9 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   StrictAetComparison: false,
   SynchronousCMove: true,
   DicomScuTimeout: 10,
+  ConcurrentJobs: 2,
+  JobsHistorySize: 10,
+  SaveJobs: true,
   DicomTlsEnabled: false,
   DicomTlsRemoteCertificateRequired: true,
   DicomTlsMinimumProtocolVersion: 0,

@@ -94,6 +94,11 @@ export interface RetrieveHandler {
   locate(request: FindRequest, assoc: AssociationInfo): Promise<RetrieveItem[]>;
   /** A C-MOVE destination by AE title (Orthanc: a modality of DicomModalities), or undefined (status A801). */
   destination(aet: string): MoveDestination | undefined;
+  /**
+   * Asynchronous C-MOVE (SynchronousCMove false): queue the sub-operations (as a job) and return at once; the
+   * C-MOVE is then answered Success. Without it, they run in the background of the association.
+   */
+  startMove?(request: FindRequest, destination: MoveDestination, originator: { aet: string; messageId: number }, assoc: AssociationInfo): Promise<void>;
   /** The AE title this server calls destinations with. */
   readonly localAet: string;
   /** Orthanc's SynchronousCMove: answer after the sub-operations (true) or at once, sending in the background. */

@@ -5,6 +5,7 @@
  * instance of each candidate (when StorageAccessOnFind allows it). Computed tags (counts, ModalitiesInStudy,
  * SOPClassesInStudy) are answered from the index.
  */
+import { PacsError } from '../core/errors.js';
 import { logger } from '../core/log.js';
 import type { DataSet } from '../dicom/dataset.js';
 import { vrOf } from '../dicom/dictionary.js';
@@ -31,7 +32,12 @@ export interface FindQuery {
   since?: number;
   limit?: number;
   labels?: LabelsFilter;
+  /** Sort keys (Orthanc 1.12.5 `OrderBy`), then insertion order; without them, insertion order. */
+  orderBy?: readonly FindOrder[];
 }
+
+/** One sort key: a main tag (of the query level or an ancestor), or a metadata of the resources. */
+export type FindOrder = { kind: 'tag'; tag: Tag; descending: boolean } | { kind: 'metadata'; type: number; descending: boolean };
 
 export interface EngineOptions {
   storageAccessOnFind: 'Always' | 'Answers' | 'Never';
@@ -87,8 +93,8 @@ export class QueryEngine {
     return Math.min(...levels) as Level;
   }
 
-  /** The matching resources, in the order they were received. */
-  async find(query: FindQuery): Promise<ResourceRow[]> {
+  /** Splits a query's matching keys into constraints the index evaluates and constraints on the stored files. */
+  private plan(query: FindQuery): { indexConstraints: IndexConstraint[]; fileConstraints: FileConstraint[] } {
     const caseSensitive = query.caseSensitive ?? true;
     const indexConstraints: IndexConstraint[] = [];
     const fileConstraints: FileConstraint[] = [];
@@ -111,19 +117,56 @@ export class QueryEngine {
         log.debug(`constraint on ${c.tag.toString(16)} ignored: not a main tag and StorageAccessOnFind is not Always`);
       }
     }
+    return { indexConstraints, fileConstraints };
+  }
+
+  /** Whether the query filters on tags that are not in the index (matched on the stored files). */
+  readsFiles(query: FindQuery): boolean {
+    return this.plan(query).fileConstraints.length > 0;
+  }
+
+  /**
+   * The sort keys of a query as the index takes them. A tag must be a main tag of the query level or of an
+   * ancestor level (ParameterOutOfRange otherwise).
+   */
+  private sortKeys(query: FindQuery): ({ tag: Tag; up: number; descending: boolean } | { metadata: number; descending: boolean })[] {
+    return (query.orderBy ?? []).map((o) => {
+      if (o.kind === 'metadata') return { metadata: o.type, descending: o.descending };
+      const level = this.indexedLevel(o.tag, query.level);
+      if (level === undefined || level > query.level) {
+        throw new PacsError(
+          'ParameterOutOfRange',
+          `cannot order by ${o.tag.toString(16).padStart(8, '0')}: not a main DICOM tag of the query level or of an upper level`,
+          { httpStatus: 400 },
+        );
+      }
+      return { tag: o.tag, up: query.level - level, descending: o.descending };
+    });
+  }
+
+  /** The matching resources, in the order they were received (or in the query's `orderBy` order). */
+  async find(query: FindQuery): Promise<ResourceRow[]> {
+    const { indexConstraints, fileConstraints } = this.plan(query);
+    const sortKeys = this.sortKeys(query);
     const cap = query.level === Level.Instance ? this.options.limitFindInstances : this.options.limitFindResults;
     let limit = query.limit ?? 0;
     if (cap > 0 && (limit === 0 || limit > cap)) limit = cap;
     const since = query.since ?? 0;
     const index = this.store.index;
     if (fileConstraints.length === 0) {
-      return index.lookup(query.level, indexConstraints, { since, limit, labels: query.labels });
+      return sortKeys.length > 0
+        ? index.lookupSorted(query.level, indexConstraints, { since, limit, labels: query.labels }, sortKeys)
+        : index.lookup(query.level, indexConstraints, { since, limit, labels: query.labels });
     }
     // Page through the index candidates, keeping those whose file matches.
     const out: ResourceRow[] = [];
     let skipped = 0;
     for (let offset = 0; ; offset += PAGE) {
-      const page = index.lookup(query.level, indexConstraints, { since: offset, limit: PAGE, labels: query.labels });
+      const options = { since: offset, limit: PAGE, labels: query.labels };
+      const page =
+        sortKeys.length > 0
+          ? index.lookupSorted(query.level, indexConstraints, options, sortKeys)
+          : index.lookup(query.level, indexConstraints, options);
       for (const row of page) {
         const ds = await this.representativeDataset(row);
         if (!ds || !fileConstraints.every((fc) => matchValue(fc.matcher, valuesOf(ds, fc.tag), fc.caseSensitive))) continue;
@@ -135,6 +178,21 @@ export class QueryEngine {
         if (limit > 0 && out.length >= limit) return out;
       }
       if (page.length < PAGE) return out;
+    }
+  }
+
+  /** The number of matching resources (`/tools/count-resources`): neither `since`, `limit` nor LimitFind* apply. */
+  async count(query: FindQuery): Promise<number> {
+    const { indexConstraints, fileConstraints } = this.plan(query);
+    if (fileConstraints.length === 0) return this.store.index.countLookup(query.level, indexConstraints, { labels: query.labels });
+    let n = 0;
+    for (let offset = 0; ; offset += PAGE) {
+      const page = this.store.index.lookup(query.level, indexConstraints, { since: offset, limit: PAGE, labels: query.labels });
+      for (const row of page) {
+        const ds = await this.representativeDataset(row);
+        if (ds && fileConstraints.every((fc) => matchValue(fc.matcher, valuesOf(ds, fc.tag), fc.caseSensitive))) n++;
+      }
+      if (page.length < PAGE) return n;
     }
   }
 

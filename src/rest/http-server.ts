@@ -11,6 +11,13 @@ import type { AppContext } from '../app/context.js';
 import { PacsError } from '../core/errors.js';
 import { logger } from '../core/log.js';
 import { errorBody } from './errors.js';
+import { registerArchiveRoutes } from './routes/archive.js';
+import { registerAttachmentRoutes } from './routes/attachments.js';
+import { registerLabelRoutes } from './routes/labels.js';
+import { registerMetadataRoutes } from './routes/metadata.js';
+import { registerContentRoutes } from './routes/content.js';
+import { registerChangesRoutes } from './routes/changes.js';
+import { registerJobRoutes } from './routes/jobs.js';
 import { registerResourceRoutes } from './routes/resources.js';
 import { registerSystemRoutes } from './routes/system.js';
 import { registerToolsRoutes } from './routes/tools.js';
@@ -116,7 +123,14 @@ export function buildHttpServer(ctx: AppContext): FastifyInstance {
   const routes: RouteContext = { app, ctx };
   registerSystemRoutes(routes);
   registerResourceRoutes(routes);
+  registerContentRoutes(routes);
   registerToolsRoutes(routes);
+  registerJobRoutes(routes);
+  registerChangesRoutes(routes);
+  registerMetadataRoutes(routes);
+  registerLabelRoutes(routes);
+  registerAttachmentRoutes(routes);
+  registerArchiveRoutes(routes);
   return app;
 }
 

@@ -38,6 +38,34 @@ export interface SerializeOptions {
   format?: TagsFormat;
   /** Tags to add under `RequestedTags` (main, computed, or read from the stored file). */
   requestedTags?: readonly Tag[];
+  /**
+   * Orthanc 1.12.5's `ResponseContent`: the parts to answer besides `ID` and `Type`. Undefined: Orthanc's expanded
+   * resource (every part but `Metadata` and `Attachments`, plus `LastUpdate`).
+   */
+  content?: ReadonlySet<ResponseContent>;
+}
+
+/** The values of `/tools/find`'s `ResponseContent` (Orthanc 1.12.5). */
+export const RESPONSE_CONTENT = ['MainDicomTags', 'Metadata', 'Children', 'Parent', 'Labels', 'Attachments', 'Status', 'IsStable'] as const;
+export type ResponseContent = (typeof RESPONSE_CONTENT)[number];
+
+const METADATA_NAMES: ReadonlyMap<number, string> = new Map(Object.entries(MetadataType).map(([name, n]) => [n, name]));
+
+/** Orthanc's name of a metadata: a core name, a `UserMetadata` name, or the number itself. */
+export function metadataName(type: number, userMetadata: Readonly<Record<string, number>>): string {
+  const core = METADATA_NAMES.get(type);
+  if (core !== undefined) return core;
+  const user = Object.entries(userMetadata).find(([, n]) => n === type);
+  return user ? user[0] : String(type);
+}
+
+/** The number of a metadata named as Orthanc names them (core name, `UserMetadata` name, or number); undefined if unknown. */
+export function metadataNumber(name: string, userMetadata: Readonly<Record<string, number>>): number | undefined {
+  const core = (MetadataType as Record<string, number>)[name];
+  if (core !== undefined && Object.prototype.hasOwnProperty.call(MetadataType, name)) return core;
+  if (Object.prototype.hasOwnProperty.call(userMetadata, name)) return userMetadata[name];
+  if (/^\d+$/.test(name) && Number(name) <= 65535) return Number(name);
+  return undefined;
 }
 
 /** The expanded JSON of resources of one level, in the order given. */
@@ -48,16 +76,17 @@ export async function serializeResources(
   options: SerializeOptions = {},
 ): Promise<Record<string, unknown>[]> {
   if (rows.length === 0) return [];
+  if (options.content) return serializeContent(ctx, rows, level, options.content, options);
   const { index, store } = ctx;
   const format = options.format ?? 'human';
   const ids = rows.map((r) => r.id);
-  const mainTags = index.mainTagsOf(ids);
+  const mainTags = index.mainTagsMany(ids);
   const lastUpdate = index.metadataOf(ids, MetadataType.LastUpdate);
   const parents = index.findManyById(rows.filter((r) => r.parentId !== null).map((r) => r.parentId!));
-  const children = level === Level.Instance ? undefined : index.childrenPublicIds(ids);
+  const children = level === Level.Instance ? undefined : index.childrenMany(ids);
   const labels = index.labelsOf(ids);
   const patientTags =
-    level === Level.Study ? index.mainTagsOf([...new Set(rows.map((r) => r.parentId!))]) : undefined;
+    level === Level.Study ? index.mainTagsMany([...new Set(rows.map((r) => r.parentId!))]) : undefined;
   const attachments = level === Level.Instance ? index.dicomAttachmentsOf(ids) : undefined;
   const indexInSeries = level === Level.Instance ? index.metadataOf(ids, MetadataType.IndexInSeries) : undefined;
   const expected = level === Level.Series ? index.metadataOf(ids, MetadataType.ExpectedNumberOfInstances) : undefined;
@@ -95,6 +124,68 @@ export async function serializeResources(
     if (level === Level.Series) out.Status = seriesStatus(out.ExpectedNumberOfInstances as number | null, (children!.get(row.id) ?? []).length);
     out.Type = LEVEL_NAMES[level];
     return out;
+  });
+}
+
+/** The JSON of resources with the parts `content` names (Orthanc 1.12.5 `ResponseContent`), keys sorted as Orthanc. */
+async function serializeContent(
+  ctx: AppContext,
+  rows: readonly ResourceRow[],
+  level: Level,
+  content: ReadonlySet<ResponseContent>,
+  options: SerializeOptions,
+): Promise<Record<string, unknown>[]> {
+  const { index, store } = ctx;
+  const format = options.format ?? 'human';
+  const ids = rows.map((r) => r.id);
+  const want = (part: ResponseContent) => content.has(part);
+  const mainTags = want('MainDicomTags') ? index.mainTagsMany(ids) : undefined;
+  const patientTags = want('MainDicomTags') && level === Level.Study ? index.mainTagsMany([...new Set(rows.map((r) => r.parentId!))]) : undefined;
+  const parents = want('Parent') ? index.findManyById(rows.filter((r) => r.parentId !== null).map((r) => r.parentId!)) : undefined;
+  const needChildren = level !== Level.Instance && (want('Children') || (want('Status') && level === Level.Series));
+  const children = needChildren ? index.childrenMany(ids) : undefined;
+  const labels = want('Labels') ? index.labelsOf(ids) : undefined;
+  const requested = options.requestedTags && options.requestedTags.length > 0
+    ? await requestedTagValues(ctx, rows, level, options.requestedTags)
+    : undefined;
+  return rows.map((row) => {
+    const out: Record<string, unknown> = { ID: row.publicId, Type: LEVEL_NAMES[level] };
+    if (mainTags) out.MainDicomTags = formatTagMap(mainTags.get(row.id) ?? new Map(), format);
+    if (patientTags) out.PatientMainDicomTags = formatTagMap(patientTags.get(row.parentId!) ?? new Map(), format);
+    if (parents && PARENT_KEYS[level]) out[PARENT_KEYS[level]!] = row.parentId !== null ? (parents.get(row.parentId)?.publicId ?? null) : null;
+    if (children && want('Children')) out[CHILD_KEYS[level as 0 | 1 | 2]] = children.get(row.id) ?? [];
+    if (labels) out.Labels = labels.get(row.id) ?? [];
+    if (want('IsStable') && level !== Level.Instance) out.IsStable = store.isStable(row.publicId);
+    if (want('Status') && level === Level.Series) {
+      const exp = index.getMetadata(row.id, MetadataType.ExpectedNumberOfInstances);
+      const expected = exp !== undefined ? Number(exp.value) : null;
+      out.ExpectedNumberOfInstances = expected;
+      out.Status = seriesStatus(expected, (children!.get(row.id) ?? []).length);
+    }
+    if (want('Status') && level === Level.Instance) {
+      const att = index.attachment(row.id, DICOM_ATTACHMENT);
+      out.FileSize = att?.uncompressedSize ?? 0;
+      out.FileUuid = att?.uuid ?? null;
+      const idx = index.getMetadata(row.id, MetadataType.IndexInSeries);
+      out.IndexInSeries = idx !== undefined ? Number(idx.value) : null;
+    }
+    if (want('Metadata')) {
+      const metadata: Record<string, string> = {};
+      for (const m of index.metadata(row.id)) metadata[metadataName(m.type, ctx.config.UserMetadata)] = m.value;
+      out.Metadata = metadata;
+    }
+    if (want('Attachments')) {
+      out.Attachments = index.attachments(row.id).map((a) => ({
+        CompressedMD5: a.compressedMd5,
+        CompressedSize: a.compressedSize,
+        ContentType: a.contentType,
+        UncompressedMD5: a.uncompressedMd5,
+        UncompressedSize: a.uncompressedSize,
+        Uuid: a.uuid,
+      }));
+    }
+    if (requested) out.RequestedTags = requested.get(row.id) ?? {};
+    return Object.fromEntries(Object.entries(out).sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0)));
   });
 }
 

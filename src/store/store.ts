@@ -261,11 +261,10 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       [MetadataType.TransferSyntax, parsed.transferSyntaxUid],
       [MetadataType.SopClassUid, info.sopClassUid],
       [MetadataType.RemoteIP, origin.remoteIp ?? ''],
+      // Orthanc records it for every origin (empty outside DICOM).
+      [MetadataType.RemoteAET, origin.kind === 'dimse' ? origin.remoteAet : ''],
     ]);
-    if (origin.kind === 'dimse') {
-      metadata.set(MetadataType.RemoteAET, origin.remoteAet);
-      metadata.set(MetadataType.CalledAET, origin.calledAet);
-    }
+    if (origin.kind === 'dimse') metadata.set(MetadataType.CalledAET, origin.calledAet);
     if (origin.kind === 'rest') metadata.set(MetadataType.HttpUsername, origin.httpUsername ?? '');
     if (parsed.pixelDataOffset !== undefined) metadata.set(MetadataType.PixelDataOffset, String(parsed.pixelDataOffset));
 

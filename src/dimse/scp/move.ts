@@ -41,6 +41,16 @@ export const moveScp: ScpService = {
           await session.respond(contextId, cMoveRsp(rq, Status.MoveDestinationUnknown, undefined, { ErrorComment: `unknown destination ${rq.MoveDestination}` }));
           return;
         }
+        if (!retrieve.synchronousMove && retrieve.startMove) {
+          await retrieve.startMove(
+            { sopClassUid: rq.AffectedSOPClassUID, identifier },
+            destination,
+            { aet: session.info.callingAet, messageId: rq.MessageID },
+            session.info,
+          );
+          await session.respond(contextId, cMoveRsp(rq, Status.Success, { remaining: 0, completed: 0, failed: 0, warning: 0 }));
+          return;
+        }
         const items = await retrieve.locate({ sopClassUid: rq.AffectedSOPClassUID, identifier }, session.info);
         const counts: Required<SubOperationCounts> = { remaining: items.length, completed: 0, failed: 0, warning: 0 };
         const failedUids: string[] = [];

@@ -17,7 +17,7 @@ export function registerSystemRoutes({ app, ctx }: RouteContext): void {
     });
     const body = {
       ApiVersion: API_VERSIONS[config.OrthancApiVersion] ?? 27,
-      Capabilities: { HasExtendedChanges: false, HasExtendedFind: false },
+      Capabilities: { HasExtendedChanges: false, HasExtendedFind: true },
       CheckRevisions: config.CheckRevisions,
       DatabaseBackendPlugin: null,
       DatabaseServerIdentifier: 'Orthanc',
