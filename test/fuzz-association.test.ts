@@ -24,7 +24,6 @@
  *   PACSNODE_FUZZ_CASE=<i>           replay case i alone (a DIMSE-level case: its batch up to it), in this thread
  *   PACSNODE_FUZZ_CONCURRENCY=<n>    connections at once (default 256)
  *   PACSNODE_FUZZ_VERBOSE=1          print the run's statistics (and, replaying, each case)
- *   PACSNODE_FUZZ_STRICT=1           count the known defects below as failures
  * A failing case's bytes are written, in hex, to a JSON file in the temp folder (named in the message). The
  * server's log names each case: calling AE title FUZZ<i> (association level) or FZB<first case of the batch>.
  * To replay case 1234 of the default seed, with the server's log:
@@ -35,12 +34,10 @@ import { expect } from 'chai';
 import { existsSync } from 'node:fs';
 import { createDicomHandlers } from '../src/app/dicom-handlers.js';
 import { readPart10 } from '../src/dicom/reader.js';
-import { isDimseError } from '../src/dimse/command.js';
 import { DicomScpServer } from '../src/dimse/scp/server.js';
 import { echo } from '../src/dimse/scu/echo.js';
 import { storeInstances } from '../src/dimse/scu/store.js';
 import { Status } from '../src/dimse/status.js';
-import { isPduError } from '../src/net/pdu/codec.js';
 import { tempContext, type TestContext } from './helpers/context.js';
 import { makeInstance } from './helpers/factory.js';
 import {
@@ -89,28 +86,10 @@ const CASES = Number(process.env.PACSNODE_FUZZ_CASES ?? 20000);
 const ONLY = process.env.PACSNODE_FUZZ_CASE !== undefined ? Number(process.env.PACSNODE_FUZZ_CASE) : undefined;
 const CONCURRENCY = ONLY !== undefined ? 1 : Number(process.env.PACSNODE_FUZZ_CONCURRENCY ?? 256);
 const VERBOSE = process.env.PACSNODE_FUZZ_VERBOSE === '1';
-const STRICT = process.env.PACSNODE_FUZZ_STRICT === '1';
 
 /** This file alone (`npx mocha <file>` would add the .mocharc.json spec, i.e. the whole suite). */
 const THIS_FILE_ONLY = 'npx mocha --no-config --node-option import=tsx --require test/helpers/setup.ts --exit test/fuzz-association.test.ts';
 const reproduce = (index: number) => `PACSNODE_FUZZ_SEED=${SEED} PACSNODE_FUZZ_CASE=${index} PACSNODE_FUZZ_VERBOSE=1 ${THIS_FILE_ONLY}`;
-
-/**
- * Known defects of src/ found by this test (see the "known defects" suite below for their reproductions). Tolerated
- * by signature, unless PACSNODE_FUZZ_STRICT=1, so that the suite stays a net for everything else; the reproductions
- * show as pending while they reproduce. Remove an entry once its defect is fixed.
- */
-const KNOWN_DEFECTS: { id: string; matches: (kind: string, error: unknown) => boolean }[] = [
-  // D1: src/dimse/scp/session.ts destroys the C-STORE dataset stream with an error (the DIMSE violation, or
-  // "association closed") while nothing listens to it yet.
-  {
-    id: 'D1',
-    matches: (kind, error) =>
-      kind === 'uncaughtException' && (isDimseError(error) || (error instanceof Error && error.message === 'association closed' && /scp\/session\.ts/.test(error.stack ?? ''))),
-  },
-  // D3: the A-ASSOCIATE-AC echoes a role selection UID the encoder refuses; the throw escapes DicomScpServer.onRequest.
-  { id: 'D3', matches: (kind, error) => kind === 'uncaughtException' && isPduError(error) && error.code === 'ERR_PDU_CANNOT_ENCODE' },
-];
 
 /** Swaps mocha's process-level listeners for ours (mocha's would fail whichever test runs, and let the run go on unseen). */
 function captureProcessErrors(onError: (kind: string, error: unknown) => void): () => void {
@@ -134,15 +113,14 @@ describe(`Association fuzzing (${ONLY !== undefined ? `case ${ONLY}` : `${CASES}
   let t: TestContext;
   let server: DicomScpServer;
   let port: number;
-  const processErrors: { kind: string; error: unknown; at: number; known?: string }[] = [];
+  const processErrors: { kind: string; error: unknown; at: number }[] = [];
   let release: (() => void) | undefined;
   const outcomes = new Map<number, Outcome>();
   const stats = { cases: 0, byPdu: new Map<string, number>(), controls: 0, maxCloseMs: 0, totalCloseMs: 0, closes: 0, elapsedMs: 0 };
 
   before(async () => {
     release = captureProcessErrors((kind, error) => {
-      const known = STRICT ? undefined : KNOWN_DEFECTS.find((d) => d.matches(kind, error))?.id;
-      processErrors.push({ kind, error, at: Date.now(), known });
+      processErrors.push({ kind, error, at: Date.now() });
     });
     t = await tempContext();
     server = new DicomScpServer(createDicomHandlers(t.ctx), {
@@ -192,8 +170,7 @@ describe(`Association fuzzing (${ONLY !== undefined ? `case ${ONLY}` : `${CASES}
       const answered = [...stats.byPdu].map(([k, v]) => `${k} ${v}`).join(', ');
       console.log(
         `fuzz: ${stats.cases} cases in ${stats.elapsedMs} ms (seed ${SEED}, ${CONCURRENCY} connections at once); ${stats.controls} unmutated; ` +
-          `cases answered with: ${answered}; close after the last byte: max ${stats.maxCloseMs} ms, mean ${Math.round(stats.totalCloseMs / Math.max(1, stats.closes))} ms; ` +
-          `known defects hit: ${processErrors.filter((p) => p.known).length}`,
+          `cases answered with: ${answered}; close after the last byte: max ${stats.maxCloseMs} ms, mean ${Math.round(stats.totalCloseMs / Math.max(1, stats.closes))} ms; `,
       );
       // Where the connections' time goes (seconds of connection time, by kind of case).
       const time = new Map<string, number>();
@@ -206,7 +183,7 @@ describe(`Association fuzzing (${ONLY !== undefined ? `case ${ONLY}` : `${CASES}
     // Process-level errors grouped by kind and message (numbers elided), with the cases under way at the first of each.
     const underWay = (at: number) => [...outcomes.values()].filter((o) => o.startedAt <= at + 5 && o.endedAt >= at - 5).map((o) => o.index);
     const groups = new Map<string, { count: number; first: (typeof processErrors)[number] }>();
-    for (const p of processErrors.filter((x) => !x.known)) {
+    for (const p of processErrors) {
       const key = `${p.kind}: ${(p.error as Error)?.name}: ${String((p.error as Error)?.message ?? p.error).replace(/\d+/g, 'N')}`;
       const g = groups.get(key);
       if (g) g.count++;
@@ -285,23 +262,14 @@ describe(`Association fuzzing (${ONLY !== undefined ? `case ${ONLY}` : `${CASES}
     const summary = await storeInstances({ host: '127.0.0.1', port, callingAet: 'AFTER', calledAet: 'PACSNODE' }, [{ bytes: file, name: 'after' }]);
     expect(summary.results[0]!.outcome).to.equal('sent');
   });
-
-  it('hit no known defect (pending while one is hit: see the known defects suite)', function () {
-    const hits = processErrors.filter((p) => p.known);
-    if (hits.length > 0) {
-      this.test!.title += `: ${hits.length} process-level error(s) matched known defect(s) ${[...new Set(hits.map((h) => h.known))].join(', ')}`;
-      this.skip();
-    }
-  });
 });
 
 // ---------------------------------------------------------------------------------------------------------------
 
 /**
- * The defects the fuzzing found, each reproduced deterministically. A reproduction is pending while the defect
- * reproduces, and passes once it is fixed (then drop its KNOWN_DEFECTS entry).
+ * The defects the fuzzing found (D1-D4, fixed), each reproduced deterministically: regression tests.
  */
-describe('Association fuzzing: known defects (pending while they reproduce)', function () {
+describe('Association fuzzing: regressions of the defects it found', function () {
   this.timeout(20000);
   let t: TestContext;
   let server: DicomScpServer;
@@ -327,7 +295,7 @@ describe('Association fuzzing: known defects (pending while they reproduce)', fu
     return conn;
   }
 
-  it('D1: a PDV out of sequence in the same chunk as a C-STORE-RQ\'s first dataset fragment crashes the process (uncaught error)', async function () {
+  it('D1: a PDV out of sequence in the same chunk as a C-STORE-RQ\'s first dataset fragment gets an A-ABORT, not an uncaught error', async function () {
     const errors: { kind: string; error: unknown }[] = [];
     const restore = captureProcessErrors((kind, error) => errors.push({ kind, error }));
     try {
@@ -338,10 +306,6 @@ describe('Association fuzzing: known defects (pending while they reproduce)', fu
       conn.write(Buffer.concat([pDataTf(pdv(CTX_CT_EXPLICIT, 0x03, store), pdv(CTX_CT_EXPLICIT, 0x00, Buffer.alloc(100))), pDataTf(pdv(CTX_ECHO, 0x03, encodeCommandSet(echoCommand(2))))]));
       const closedAfter = await conn.closedWithin(5000);
       await new Promise((r) => setTimeout(r, 100));
-      if (errors.some((e) => KNOWN_DEFECTS[0]!.matches(e.kind, e.error))) {
-        this.test!.title += ` [reproduces: ${(errors[0]!.error as Error).message}; without mocha's listeners the server process exits]`;
-        this.skip();
-      }
       expect(errors.map((e) => String(e.error))).to.deep.equal([]);
       expect(conn.output.types).to.deep.equal(['A-ASSOCIATE-AC', 'A-ABORT']);
       expect(closedAfter).to.not.equal(undefined);
@@ -350,7 +314,7 @@ describe('Association fuzzing: known defects (pending while they reproduce)', fu
     }
   });
 
-  it('D1 (second trigger): the connection drops while a C-STORE\'s dataset is incomplete and its work waits behind an earlier C-STORE', async function () {
+  it('D1 (second trigger): the connection drops while a C-STORE\'s dataset is incomplete and its work waits behind an earlier C-STORE: no uncaught error', async function () {
     // The earlier C-STORE's work takes a while (a slow disk: its handler is delayed), so that the next one waits.
     const handlers = createDicomHandlers(t.ctx);
     const store = handlers.store.store;
@@ -380,10 +344,6 @@ describe('Association fuzzing: known defects (pending while they reproduce)', fu
       await new Promise((r) => setTimeout(r, 100));
       await conn.reset();
       await new Promise((r) => setTimeout(r, 800));
-      if (errors.some((e) => KNOWN_DEFECTS[0]!.matches(e.kind, e.error))) {
-        this.test!.title += ` [reproduces: uncaught "${(errors[0]!.error as Error).message}"]`;
-        this.skip();
-      }
       expect(errors.map((e) => String(e.error))).to.deep.equal([]);
     } finally {
       restore();
@@ -391,21 +351,17 @@ describe('Association fuzzing: known defects (pending while they reproduce)', fu
     }
   });
 
-  it('D2: the responses to requests received before an A-RELEASE-RQ are never sent (the release is answered without them)', async function () {
+  it('D2: the responses to requests received before an A-RELEASE-RQ go out before the A-RELEASE-RP', async function () {
     const conn = await associated();
     // One write: a C-ECHO-RQ and the A-RELEASE-RQ (PS3.8 Sta8 still allows the acceptor's P-DATA: AR-7).
     conn.write(Buffer.concat([pDataTf(pdv(CTX_ECHO, 0x03, encodeCommandSet(echoCommand(1)))), releaseRq()]));
     await conn.until(() => conn.output.ended, 5000);
     conn.end();
-    if (conn.output.types.join() === 'A-ASSOCIATE-AC,A-RELEASE-RP') {
-      this.test!.title += ' [reproduces: A-ASSOCIATE-AC then A-RELEASE-RP, no C-ECHO-RSP]';
-      this.skip();
-    }
     expect(conn.output.types).to.deep.equal(['A-ASSOCIATE-AC', 'P-DATA-TF', 'A-RELEASE-RP']);
     expect(conn.output.responses).to.deep.equal([{ status: Status.Success, messageId: 1 }]);
   });
 
-  it('D3: an A-ASSOCIATE-RQ whose Role Selection names a SOP Class UID with a non-ASCII byte crashes the process (uncaught error)', async function () {
+  it('D3: an A-ASSOCIATE-RQ whose Role Selection names a SOP Class UID with a non-ASCII byte is answered, without an uncaught error', async function () {
     const errors: { kind: string; error: unknown }[] = [];
     const restore = captureProcessErrors((kind, error) => errors.push({ kind, error }));
     try {
@@ -421,10 +377,6 @@ describe('Association fuzzing: known defects (pending while they reproduce)', fu
       );
       const closedAfter = await conn.closedWithin(5000);
       await new Promise((r) => setTimeout(r, 100));
-      if (errors.some((e) => KNOWN_DEFECTS[1]!.matches(e.kind, e.error))) {
-        this.test!.title += ` [reproduces: ${(errors[0]!.error as Error).message}; the connection is left open in Sta3 until ARTIM]`;
-        this.skip();
-      }
       expect(errors.map((e) => String(e.error))).to.deep.equal([]);
       expect(conn.output.problems).to.deep.equal([]);
       expect(closedAfter).to.not.equal(undefined);
@@ -433,7 +385,7 @@ describe('Association fuzzing: known defects (pending while they reproduce)', fu
     }
   });
 
-  it('D4: the activity timeout runs while the server itself works on a request: a C-STORE handled for longer than it is aborted, though stored', async function () {
+  it('D4: the activity timeout does not run while the server works on a request: a C-STORE handled for longer than it is answered', async function () {
     const handlers = createDicomHandlers(t.ctx);
     const store = handlers.store.store;
     handlers.store.store = async (request, assoc) => {
@@ -446,13 +398,24 @@ describe('Association fuzzing: known defects (pending while they reproduce)', fu
     try {
       const summary = await storeInstances({ host: '127.0.0.1', port: slowPort, callingAet: 'D4', calledAet: 'PACSNODE' }, [{ bytes: makeInstance(), name: 'd4' }]);
       const [result] = summary.results;
-      if (result!.outcome === 'failed' && t.ctx.index.statistics().countInstances === 1) {
-        this.test!.title += ` [reproduces: stored, yet the SCU got "${result!.message}"]`;
-        this.skip();
-      }
       expect(result!.outcome).to.equal('sent');
     } finally {
       await slow.close(200);
     }
+  });
+
+  it('D5: a requestor whose Maximum Length cannot carry a PDV is rejected at once', async () => {
+    const conn = new Conn(port, SERVER_MAX_PDU);
+    await conn.opened();
+    conn.write(
+      associate(0x01, 'PACSNODE', 'D5', [
+        applicationContext('1.2.840.10008.3.1.1.1'),
+        presentationContextRq(CTX_ECHO, '1.2.840.10008.1.1', ['1.2.840.10008.1.2']),
+        userInformation(maximumLength(7), implementationClassUid('1.2.3')),
+      ]),
+    );
+    await conn.until(() => conn.output.types.length > 0, 5000);
+    expect(conn.output.types).to.deep.equal(['A-ASSOCIATE-RJ']);
+    expect(await conn.closedWithin(5000)).to.not.equal(undefined);
   });
 });

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { createWriteStream, mkdtempSync, readdirSync, readFileSync, readlinkSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { cleanZipName, createArchive, instanceFileName, planArchive, runningArchives, type ArchiveProgress } from '../src/app/archive.js';
+import { cleanZipName, createArchive, instanceFileName, planArchive, runningArchives, writeArchive, type ArchiveProgress } from '../src/app/archive.js';
 import { walkZip } from '../src/core/zip.js';
 import { readPart10 } from '../src/dicom/reader.js';
 import { Tags } from '../src/dicom/tag.js';
@@ -421,6 +421,22 @@ describe('REST: archives and media', function () {
       expect(execFileSync('zipinfo', [path], { encoding: 'utf8' }).match(/ defN /g)).to.have.length(8);
       const entries = await entriesOf(zip);
       for (const e of entries) expect(e.data.equals(uploaded.get(sopOf(e.data))!)).to.equal(true);
+    });
+
+    it('leaves out an instance deleted after the plan was made, as Orthanc does', async () => {
+      const extra = await upload({ ...A, studyInstanceUid: '1.2.99.5', seriesInstanceUid: '1.2.99.5.1', sopInstanceUid: '1.2.99.5.1.0' });
+      await upload({ ...A, studyInstanceUid: '1.2.99.5', seriesInstanceUid: '1.2.99.5.1', sopInstanceUid: '1.2.99.5.1.1' });
+      const plan = planArchive(s.ctx, { resources: [extra.ParentSeries as string], media: true });
+      expect(plan.entries).to.have.length(2);
+      await s.ctx.store.delete(extra.ID as string);
+      const path = join(scratch, 'deleted.zip');
+      const result = await writeArchive(s.ctx, plan, createWriteStream(path));
+      expect(result).to.include({ instancesCount: 1, skipped: 1 });
+      const entries = await entriesOf(readFileSync(path));
+      expect(entries.map((e) => e.name)).to.deep.equal(['IMAGES/IM1', 'DICOMDIR']);
+      const dd = dumpDicomdir(entries[1]!.data);
+      expect(dd.records.filter((x) => x.type === 'IMAGE').map((x) => x.attrs.get('0004,1511'))).to.deep.equal(['1.2.99.5.1.1']);
+      await s.ctx.store.delete(extra.ParentStudy as string);
     });
 
     it('HEAD answers the headers without writing the archive', async () => {

@@ -350,8 +350,8 @@ function openStoredFile(store: DicomStore, att: AttachmentInfo): Readable {
 }
 
 /**
- * The first chunk is read before anything is written, so that a file gone since the plan is skipped instead of
- * leaving half an entry; `head` collects the first bytes as they pass.
+ * Opens a stored file and reads its first chunk before anything is written, so that a file gone since the plan
+ * is skipped (undefined) instead of leaving half an entry. The stream is released however the reading ends.
  */
 async function openChecked(store: DicomStore, att: AttachmentInfo): Promise<AsyncGenerator<Buffer> | undefined> {
   const stream = openStoredFile(store, att);

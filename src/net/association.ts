@@ -238,6 +238,8 @@ export class Association extends EventEmitter<AssociationEvents> {
   private dispatching = false;
   private artim: NodeJS.Timeout | undefined;
   private idle: NodeJS.Timeout | undefined;
+  /** Requests being handled for the peer (see `busy`). */
+  private busyCount = 0;
   /** Requestor timers: connect (Sta4), A-ASSOCIATE response (Sta5), A-RELEASE-RP (Sta7). */
   private stageTimer: NodeJS.Timeout | undefined;
   private ended = false;
@@ -442,6 +444,23 @@ export class Association extends EventEmitter<AssociationEvents> {
 
   get isEstablished(): boolean {
     return this.fsm.state === 'Sta6';
+  }
+
+  /**
+   * Whether P-DATA may still be sent: established, or the peer asked for the release and this side has not
+   * answered yet (Sta8, AR-7: the responses to requests received before the A-RELEASE-RQ still go out).
+   */
+  get canSendPData(): boolean {
+    return this.fsm.state === 'Sta6' || this.fsm.state === 'Sta8';
+  }
+
+  /**
+   * Work under way for the peer (a request being handled): while the count is above zero, the activity timeout
+   * does not end the association (the peer is waiting for us, not idle). Each `busy(1)` needs its `busy(-1)`.
+   */
+  busy(delta: 1 | -1): void {
+    this.busyCount += delta;
+    if (this.busyCount === 0) this.touch();
   }
 
   /** The first cause of an abnormal end, once there is one. */
@@ -661,6 +680,11 @@ export class Association extends EventEmitter<AssociationEvents> {
     if (this.idle) this.idle.refresh();
     else {
       this.idle = setTimeout(() => {
+        if (this.busyCount > 0) {
+          // The peer waits for our answer: not an idle association. Checked again a period later.
+          this.idle!.refresh();
+          return;
+        }
         log.warn(`${this.tag()} no activity for ${this.options.idleTimeoutMs} ms: aborting`);
         this.closeReason = 'activity timeout';
         if (this.fsm.state === 'Sta6') this.abort(0);

@@ -58,7 +58,6 @@ export function negotiateAsAcceptor(rq: AAssociateRq, policy: AcceptorPolicy): A
     // An acceptor may only agree to what was proposed (PS3.7 Table D.3-11).
     const reply = { scuRole: proposal.scuRole && agreed.scuRole, scpRole: proposal.scpRole && agreed.scpRole };
     agreedRoles.set(proposal.sopClassUid, reply);
-    roleReplies.push({ sopClassUid: proposal.sopClassUid, ...reply });
   }
   const contexts: PresentationContextAc[] = [];
   const accepted = new Map<number, AcceptedContext>();
@@ -77,6 +76,10 @@ export function negotiateAsAcceptor(rq: AAssociateRq, policy: AcceptorPolicy): A
       });
     }
   }
+  // Role replies only for the SOP classes of accepted contexts: a reply for anything else would be meaningless,
+  // and echoing an arbitrary proposed string could make the A-ASSOCIATE-AC unencodable.
+  const acceptedClasses = new Set([...accepted.values()].map((c) => c.abstractSyntax));
+  for (const [sopClassUid, reply] of agreedRoles) if (acceptedClasses.has(sopClassUid)) roleReplies.push({ sopClassUid, ...reply });
   return { contexts, accepted, roleReplies };
 }
 

@@ -29,6 +29,10 @@ const SERVICES: ReadonlyMap<number, ScpService> = new Map([
   [0x0021, moveScp], // C-MOVE-RQ
 ]);
 
+
+/** The smallest Maximum Length a requestor may announce: a PDV header (6 bytes) and one byte of data, rounded up. */
+const MINIMUM_PEER_PDU = 8;
+
 export interface ScpServerOptions {
   aet: string;
   /** Our Maximum Length (PS3.8 D.1) for received P-DATA (Orthanc's MaximumPduLength, default 16384). */
@@ -92,6 +96,13 @@ export class DicomScpServer {
       association.reject({ type: 'A-ASSOCIATE-RJ', result: 2, source: 3, reason: 2 });
       return;
     }
+    // A Maximum Length below 8 leaves no room for a PDV carrying one byte: nothing could ever be answered.
+    const peerMax = rq.userInformation.maxPduLength ?? 0;
+    if (peerMax > 0 && peerMax < MINIMUM_PEER_PDU) {
+      log.warn(`${association.tag()} refused: the requestor's Maximum Length ${peerMax} cannot carry a PDV`);
+      association.reject({ type: 'A-ASSOCIATE-RJ', result: 1, source: 1, reason: 1 });
+      return;
+    }
     const verdict = this.handlers.policy.acceptAssociation(info);
     if (!verdict.accept) {
       log.info(`${association.tag()} refused by policy (reason ${verdict.reason})`);
@@ -131,7 +142,15 @@ export class DicomScpServer {
     );
     this.sessions.add(session);
     association.on('closed', () => this.sessions.delete(session));
-    association.accept(ac);
+    try {
+      association.accept(ac);
+    } catch (e) {
+      // The answer cannot be encoded (a proposed value we would echo is not valid): refuse with an A-ABORT.
+      log.warn(`${association.tag()} cannot answer the association request: ${(e as Error).message}; aborting`);
+      this.sessions.delete(session);
+      association.abort(0);
+      return;
+    }
     log.verbose(`${association.tag()} accepted from ${info.remoteAddress}: ${negotiation.accepted.size} context(s)`);
   }
 }

@@ -167,9 +167,25 @@ export class ScpSession {
   /**
    * Runs one request's work after the previous one. A throw is logged and turned into `onError`'s answer (STYLE.md
    * habit 5). `messageId` makes the work cancellable by C-CANCEL through the signal passed to `task`.
+   * From the moment the request is complete (`complete` resolves: the last fragment of a streamed dataset; at once
+   * otherwise) until its work ends, the association is busy: the peer waits for us, and the activity timeout
+   * does not run. A peer that stalls in the middle of a dataset is idle, and is timed out.
    */
-  run(task: (signal: AbortSignal) => Promise<void>, onError: (e: unknown) => Promise<void>, messageId?: number): Promise<void> {
+  run(
+    task: (signal: AbortSignal) => Promise<void>,
+    onError: (e: unknown) => Promise<void>,
+    messageId?: number,
+    complete?: Promise<void>,
+  ): Promise<void> {
     this.pending++;
+    let state: 'waiting' | 'busy' | 'done' = 'waiting';
+    const markBusy = () => {
+      if (state !== 'waiting') return;
+      state = 'busy';
+      this.association.busy(1);
+    };
+    if (complete) void complete.then(markBusy);
+    else markBusy();
     const controller = new AbortController();
     if (messageId !== undefined) this.cancellable.set(messageId, controller);
     const next = this.current
@@ -180,6 +196,8 @@ export class ScpSession {
       })
       .finally(() => {
         this.pending--;
+        if (state === 'busy') this.association.busy(-1);
+        state = 'done';
         if (messageId !== undefined) this.cancellable.delete(messageId);
       });
     this.current = next;
@@ -206,7 +224,7 @@ export class ScpSession {
 
   /** Sends a message (and its dataset), fragmented to the peer's Maximum Length; resolves under back-pressure. */
   async respond(contextId: number, message: DimseMessage, dataset?: Buffer): Promise<void> {
-    if (!this.association.isEstablished) return;
+    if (!this.association.canSendPData) return;
     const pdvs: Pdv[] = fragmentMessage(contextId, encodeMessage(message), dataset, this.peerMaxPdu);
     for (const pdv of pdvs) await this.association.sendPData([pdv]);
     if (log.isEnabled('debug')) {

@@ -12,6 +12,12 @@ export const storeScp: ScpService = {
   streamDataset(session, contextId, command): DatasetSink {
     const rq = fromCommandSet(command) as CStoreRq;
     const stream = new PassThrough({ highWaterMark: 1 << 20 });
+    // The association may end (or break the DIMSE rules) before this request's work starts, when it still waits
+    // behind an earlier one: the stream is then destroyed with an error nobody listens to yet. The work sees that
+    // error through its own reads; this listener keeps it from being an uncaught exception.
+    stream.on('error', () => undefined);
+    let datasetComplete!: () => void;
+    const complete = new Promise<void>((resolve) => (datasetComplete = resolve));
     void session.run(
       async () => {
         let status: number;
@@ -40,10 +46,15 @@ export const storeScp: ScpService = {
         await session.respond(contextId, cStoreRsp(rq, status));
       },
       (e) => session.respond(contextId, cStoreRsp(rq, Status.ProcessingFailure, { ErrorComment: (e as Error).message })),
+      undefined,
+      complete,
     );
     return {
       write: (chunk) => stream.write(chunk),
-      end: () => stream.end(),
+      end: () => {
+        datasetComplete();
+        stream.end();
+      },
       destroy: (error) => stream.destroy(error),
       onDrain: (listener) => stream.on('drain', listener),
     };
