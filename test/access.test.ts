@@ -109,6 +109,23 @@ describe('DICOM access control with DCMTK peers', function () {
     });
   });
 
+  it('DicomAlwaysAllowStore lets any calling AE title store, and only store', async () => {
+    const file = join(dir, 'stranger.dcm');
+    writeFileSync(file, makeInstance());
+    await withServer({ ...strict, DicomAlwaysAllowStore: true }, async (port, t) => {
+      const store = await run('storescu', ['-aet', 'STRANGER', '-aec', 'PACSNODE', '127.0.0.1', String(port), file]);
+      expect(store.code, store.out).to.equal(0);
+      expect(t.ctx.index.statistics().countInstances).to.equal(1);
+      const echo = await run('echoscu', ['-aet', 'STRANGER', '-aec', 'PACSNODE', '127.0.0.1', String(port)]);
+      expect(echo.code).to.not.equal(0);
+    });
+    await withServer(strict, async (port, t) => {
+      const store = await run('storescu', ['-aet', 'STRANGER', '-aec', 'PACSNODE', '127.0.0.1', String(port), file]);
+      expect(store.code).to.not.equal(0);
+      expect(t.ctx.index.statistics().countInstances).to.equal(0);
+    });
+  });
+
   it('checks the called AE title and the modality host when asked', async () => {
     await withServer({ DicomCheckCalledAet: true, DicomAet: 'PACSNODE' }, async (port) => {
       const wrong = await run('echoscu', ['-aec', 'SOMEONE', '127.0.0.1', String(port)]);

@@ -2,7 +2,7 @@ import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { expect } from 'chai';
-import { buildConfig, describeConfig, loadConfig, parseJsonWithComments } from '../src/config/load.js';
+import { buildConfig, describeConfig, loadConfig, ORTHANC_UNSUPPORTED_KEYS, parseJsonWithComments } from '../src/config/load.js';
 import { DEFAULT_CONFIG, SUPPORTED_KEYS, type Config } from '../src/config/schema.js';
 import { ConfigError } from '../src/core/errors.js';
 import { getLogLevel, setLogLevel, type LogLevel } from '../src/core/log.js';
@@ -151,13 +151,23 @@ describe('config', () => {
           "SyncStorageArea" : false, "SyncIndex" : true, "StorageAccessOnFind" : "Never",
           "LimitFindResults" : 100, "LimitFindInstances" : 200,
           "HttpBindAddress" : "127.0.0.1", "MaximumHttpBodySize" : 50, "OrthancApiVersion" : "1.12.5",
+          "SslEnabled" : true, "SslCertificate" : "tls/https.pem", "SslMinimumProtocolVersion" : 5,
+          "SslCiphersAccepted" : [ "ECDHE-RSA-AES128-GCM-SHA256" ], "SslVerifyPeers" : true,
+          "SslTrustedClientCertificates" : "${tmp}/clients.pem", "KeepAlive" : false, "KeepAliveTimeout" : 3,
+          "HttpCompressionEnabled" : true, "HttpDescribeErrors" : false, "TcpNoDelay" : false,
+          "HttpRequestTimeout" : 0,
           "DicomServerEnabled" : false, "DicomCheckCalledAet" : true, "DicomScpTimeout" : 10,
           "MaximumPduLength" : 32768, "UnknownSopClassAccepted" : true,
           "DicomModalities" : { "ct" : [ "CT1", "10.0.0.1", 104 ], "mr" : { "AET" : "MR1", "Host" : "mr.local", "Port" : 11112, "AllowFind" : false } },
           "DicomAlwaysAllowEcho" : false, "DicomAlwaysAllowStore" : false, "DicomAlwaysAllowFind" : true,
           "DicomAlwaysAllowGet" : true, "DicomAlwaysAllowMove" : true, "DicomCheckModalityHost" : true,
           "StrictAetComparison" : true, "SynchronousCMove" : false, "DicomScuTimeout" : 5,
-          "ConcurrentJobs" : 4, "JobsHistorySize" : 0, "SaveJobs" : false,
+          "DicomModalitiesInDatabase" : true, "DicomDefaultRetrieveMethod" : "C-GET", "DicomAssociationCloseDelay" : 0,
+          "DicomEchoChecksFind" : true, "LogExportedResources" : true, "QueryRetrieveSize" : 7,
+          "OrthancPeers" : { "p" : [ "http://peer:8042" ], "q" : { "Url" : "https://q.local/o/", "HttpHeaders" : { "X-Token" : "t" } } },
+          "OrthancPeersInDatabase" : true, "HttpTimeout" : 5, "HttpsVerifyPeers" : false,
+          "HttpsCACertificates" : "ca-bundle.pem", "HttpProxy" : "proxy.local:3128",
+          "ConcurrentJobs" : 4, "JobsHistorySize" : 0, "MediaArchiveSize" : 3, "SaveJobs" : false,
           "DicomTlsEnabled" : true, "DicomTlsCertificate" : "tls/server.pem", "DicomTlsPrivateKey" : "tls/server.key",
           "DicomTlsTrustedCertificates" : "${tmp}/ca.pem", "DicomTlsRemoteCertificateRequired" : false,
           "DicomTlsMinimumProtocolVersion" : 4
@@ -194,11 +204,32 @@ describe('config', () => {
         LimitFindInstances: 200,
         HttpBindAddress: '127.0.0.1',
         MaximumHttpBodySize: 50,
+        SslEnabled: true,
+        SslCertificate: path.join(tmp, 'tls', 'https.pem'),
+        SslMinimumProtocolVersion: 5,
+        SslCiphersAccepted: ['ECDHE-RSA-AES128-GCM-SHA256'],
+        SslVerifyPeers: true,
+        SslTrustedClientCertificates: path.join(tmp, 'clients.pem'),
+        KeepAlive: false,
+        KeepAliveTimeout: 3,
+        HttpCompressionEnabled: true,
+        HttpDescribeErrors: false,
+        TcpNoDelay: false,
+        HttpRequestTimeout: 0,
         DicomServerEnabled: false,
         DicomCheckCalledAet: true,
         DicomScpTimeout: 10,
         MaximumPduLength: 32768,
         UnknownSopClassAccepted: true,
+        DeflatedTransferSyntaxAccepted: true,
+        JpegTransferSyntaxAccepted: true,
+        Jpeg2000TransferSyntaxAccepted: true,
+        JpegLosslessTransferSyntaxAccepted: true,
+        JpipTransferSyntaxAccepted: true,
+        Mpeg2TransferSyntaxAccepted: true,
+        Mpeg4TransferSyntaxAccepted: true,
+        H265TransferSyntaxAccepted: true,
+        RleTransferSyntaxAccepted: true,
         DicomModalities: { ct: ['CT1', '10.0.0.1', 104], mr: { AET: 'MR1', Host: 'mr.local', Port: 11112, AllowFind: false } },
         DicomAlwaysAllowEcho: false,
         DicomAlwaysAllowStore: false,
@@ -209,8 +240,21 @@ describe('config', () => {
         StrictAetComparison: true,
         SynchronousCMove: false,
         DicomScuTimeout: 5,
+        DicomModalitiesInDatabase: true,
+        DicomDefaultRetrieveMethod: 'C-GET',
+        DicomAssociationCloseDelay: 0,
+        DicomEchoChecksFind: true,
+        LogExportedResources: true,
+        QueryRetrieveSize: 7,
+        OrthancPeers: { p: ['http://peer:8042'], q: { Url: 'https://q.local/o/', HttpHeaders: { 'X-Token': 't' } } },
+        OrthancPeersInDatabase: true,
+        HttpTimeout: 5,
+        HttpsVerifyPeers: false,
+        HttpsCACertificates: path.join(tmp, 'ca-bundle.pem'),
+        HttpProxy: 'proxy.local:3128',
         ConcurrentJobs: 4,
         JobsHistorySize: 0,
+        MediaArchiveSize: 3,
         SaveJobs: false,
         OrthancApiVersion: '1.12.5',
         DicomTlsEnabled: true,
@@ -219,6 +263,7 @@ describe('config', () => {
         DicomTlsTrustedCertificates: path.join(tmp, 'ca.pem'),
         DicomTlsRemoteCertificateRequired: false,
         DicomTlsMinimumProtocolVersion: 4,
+        DicomWeb: {},
       } satisfies Config);
     });
 
@@ -275,11 +320,34 @@ describe('config', () => {
       ['AuthenticationEnabled', 0, 'AuthenticationEnabled must be a boolean'],
       ['SyncStorageArea', [], 'SyncStorageArea must be a boolean (true or false), found an array'],
       ['SyncIndex', 'yes', 'SyncIndex must be a boolean (true or false), found "yes" (a string)'],
+      ['SslEnabled', 'true', 'SslEnabled must be a boolean'],
+      ['SslCertificate', '', 'SslCertificate must be a non-empty string (a file path)'],
+      ['SslMinimumProtocolVersion', 6, 'SslMinimumProtocolVersion must be an integer 0..5 (4 = TLS 1.2 and above), found 6'],
+      ['SslCiphersAccepted', 'AES128-GCM-SHA256', 'SslCiphersAccepted must be a non-empty array of cipher names'],
+      ['SslCiphersAccepted', [], 'SslCiphersAccepted must be a non-empty array of cipher names'],
+      ['SslVerifyPeers', 1, 'SslVerifyPeers must be a boolean'],
+      ['SslTrustedClientCertificates', 5, 'SslTrustedClientCertificates must be a non-empty string (a file path)'],
+      ['KeepAlive', 'yes', 'KeepAlive must be a boolean'],
+      ['KeepAliveTimeout', -1, 'KeepAliveTimeout must be a non-negative integer, found -1'],
+      ['HttpCompressionEnabled', 1, 'HttpCompressionEnabled must be a boolean'],
+      ['HttpDescribeErrors', null, 'HttpDescribeErrors must be a boolean'],
+      ['TcpNoDelay', 'no', 'TcpNoDelay must be a boolean'],
+      ['HttpRequestTimeout', 1.5, 'HttpRequestTimeout must be a non-negative integer, found 1.5'],
       ['DicomServerEnabled', 1, 'DicomServerEnabled must be a boolean'],
       ['DicomCheckCalledAet', 'no', 'DicomCheckCalledAet must be a boolean'],
       ['DicomScpTimeout', -1, 'DicomScpTimeout must be'],
       ['MaximumPduLength', 100, 'MaximumPduLength must be an integer 4096..131072'],
       ['UnknownSopClassAccepted', null, 'UnknownSopClassAccepted must be a boolean'],
+      ['DeflatedTransferSyntaxAccepted', 'yes', 'DeflatedTransferSyntaxAccepted must be a boolean'],
+      ['JpegTransferSyntaxAccepted', 'yes', 'JpegTransferSyntaxAccepted must be a boolean'],
+      ['Jpeg2000TransferSyntaxAccepted', 'yes', 'Jpeg2000TransferSyntaxAccepted must be a boolean'],
+      ['JpegLosslessTransferSyntaxAccepted', 'yes', 'JpegLosslessTransferSyntaxAccepted must be a boolean'],
+      ['JpipTransferSyntaxAccepted', 'yes', 'JpipTransferSyntaxAccepted must be a boolean'],
+      ['Mpeg2TransferSyntaxAccepted', 'yes', 'Mpeg2TransferSyntaxAccepted must be a boolean'],
+      ['Mpeg4TransferSyntaxAccepted', 'yes', 'Mpeg4TransferSyntaxAccepted must be a boolean'],
+      ['H265TransferSyntaxAccepted', 'yes', 'H265TransferSyntaxAccepted must be a boolean'],
+      ['RleTransferSyntaxAccepted', 'yes', 'RleTransferSyntaxAccepted must be a boolean'],
+      ['AcceptedTransferSyntaxes', ['1.2.840.10008.1.2', 'JPEG'], 'AcceptedTransferSyntaxes must be a transfer syntax UID or a list'],
       ['DicomModalities', { bad: ['AET'] }, 'DicomModalities.bad must be ["AET", "host", port] or an object'],
       ['DicomAlwaysAllowEcho', 1, 'DicomAlwaysAllowEcho must be a boolean'],
       ['DicomAlwaysAllowStore', 1, 'DicomAlwaysAllowStore must be a boolean'],
@@ -290,8 +358,32 @@ describe('config', () => {
       ['StrictAetComparison', 1, 'StrictAetComparison must be a boolean'],
       ['SynchronousCMove', 'yes', 'SynchronousCMove must be a boolean'],
       ['DicomScuTimeout', -5, 'DicomScuTimeout must be'],
+      ['DicomModalities', { 'a.b': ['A', 'h', 104] }, 'Only alphanumeric, dash characters and underscores are allowed in the names of modalities/peers, but found: "a.b"'],
+      ['DicomModalities', { x: ['X', 'h', 104, 'Bogus'] }, 'DicomModalities.x: unknown modality manufacturer "Bogus"'],
+      ['DicomModalities', { x: { AET: 'X', Host: 'h', Port: 104, RetrieveMethod: 'C-FIND' } }, 'DicomModalities.x.RetrieveMethod must be "C-MOVE", "C-GET" or "SystemDefault"'],
+      ['DicomModalities', { x: { AET: 'X', Host: 'h', Port: 104, Timeout: -1 } }, 'DicomModalities.x: Timeout must be a non-negative integer'],
+      ['DicomModalities', { x: { AET: 'X', Host: 'h', Port: 104, LocalAet: 'ABCDEFGHIJKLMNOPQ' } }, 'DicomModalities.x: LocalAet must be 1..16 characters'],
+      ['DicomModalitiesInDatabase', 'true', 'DicomModalitiesInDatabase must be a boolean'],
+      ['DicomDefaultRetrieveMethod', 'C-FIND', 'DicomDefaultRetrieveMethod must be one of "C-MOVE", "C-GET", found "C-FIND"'],
+      ['DicomAssociationCloseDelay', -1, 'DicomAssociationCloseDelay must be a non-negative integer'],
+      ['DicomEchoChecksFind', 1, 'DicomEchoChecksFind must be a boolean'],
+      ['LogExportedResources', 'yes', 'LogExportedResources must be a boolean'],
+      ['QueryRetrieveSize', 0, 'QueryRetrieveSize must be a positive integer, found 0'],
+      ['OrthancPeers', [], 'OrthancPeers must be an object of peers'],
+      ['OrthancPeers', { 'a b': ['http://h/'] }, 'Only alphanumeric, dash characters and underscores are allowed in the names of modalities/peers, but found: a b'],
+      ['OrthancPeers', { p: ['http://h/', 'user'] }, 'OrthancPeers.p: the HTTP password is not provided'],
+      ['OrthancPeers', { p: ['ftp://h/'] }, 'OrthancPeers.p: bad URL (only http:// and https:// are allowed): ftp://h/'],
+      ['OrthancPeers', { p: { Url: 'http://h/', HttpHeaders: { 'Bad Name': 'x' } } }, 'OrthancPeers.p.HttpHeaders: bad header name "Bad Name"'],
+      ['OrthancPeers', { p: { Url: 'http://h/', Timeout: -1 } }, 'OrthancPeers.p.Timeout must be a non-negative integer (seconds)'],
+      ['OrthancPeers', { p: { Username: 'u' } }, 'OrthancPeers.p: empty URL'],
+      ['OrthancPeersInDatabase', 'true', 'OrthancPeersInDatabase must be a boolean'],
+      ['HttpTimeout', -1, 'HttpTimeout must be a non-negative integer, found -1'],
+      ['HttpsVerifyPeers', 'no', 'HttpsVerifyPeers must be a boolean'],
+      ['HttpsCACertificates', 5, 'HttpsCACertificates must be a string (a file path, or "" for none), found 5'],
+      ['HttpProxy', 'socks5://proxy:1080', 'HttpProxy must be "" or a proxy URL such as "http://proxy.local:3128", found "socks5://proxy:1080" (a string)'],
       ['ConcurrentJobs', -1, 'ConcurrentJobs must be a non-negative integer, found -1'],
       ['JobsHistorySize', '10', 'JobsHistorySize must be a non-negative integer'],
+      ['MediaArchiveSize', 0, 'MediaArchiveSize must be a positive integer, found 0'],
       ['SaveJobs', 'true', 'SaveJobs must be a boolean (true or false), found "true" (a string)'],
       ['MaximumStorageSize', -1, 'MaximumStorageSize must be a non-negative integer, found -1'],
       ['MaximumPatientCount', 2.5, 'MaximumPatientCount must be a non-negative integer'],
@@ -327,6 +419,9 @@ describe('config', () => {
       ['DicomTlsRemoteCertificateRequired', 0, 'DicomTlsRemoteCertificateRequired must be a boolean'],
       ['DicomTlsMinimumProtocolVersion', 6, 'DicomTlsMinimumProtocolVersion must be an integer 0..5 (0 = default: TLS 1.2 or 1.3), found 6'],
       ['DicomTlsMinimumProtocolVersion', '4', 'DicomTlsMinimumProtocolVersion must be an integer 0..5'],
+      ['DicomWeb', [], 'DicomWeb must be an object'],
+      ['DicomWeb', { SeriesMetadata: 'Fast' }, 'DicomWeb.SeriesMetadata must be'],
+      ['DicomWeb', { Root: '/' }, 'DicomWeb.Root must be a URI path other than "/"'],
     ];
 
     for (const [key, value, expected] of bad) {
@@ -378,20 +473,27 @@ describe('config', () => {
 
   describe('unknown keys', () => {
     it('warns about an Orthanc option pacsnode does not support yet, and ignores it', () => {
-      const file = write('orthanc.json', '{ "OrthancPeers": { "peer": ["http://peer:8042/"] }, "HttpPort": 8050 }');
+      const file = write('orthanc.json', '{ "MetricsEnabled": false, "HttpPort": 8050 }');
       const { config, warnings } = loadConfig(file);
-      expect(warnings).to.deep.equal([`${file}: "OrthancPeers" is an Orthanc option that pacsnode does not support yet; ignored`]);
+      expect(warnings).to.deep.equal([`${file}: "MetricsEnabled" is an Orthanc option that pacsnode does not support yet; ignored`]);
       expect(config.HttpPort).to.equal(8050);
-      expect(config).not.to.have.property('OrthancPeers');
+      expect(config).not.to.have.property('MetricsEnabled');
     });
 
     it('warns about plugin sections and other well-known Orthanc keys the same way', () => {
       const { warnings } = buildConfig(
-        { DicomWeb: { Enable: true }, Plugins: ['/usr/share/orthanc/plugins'], LuaScripts: [], SslEnabled: false },
+        { Worklists: { Enable: true }, Plugins: ['/usr/share/orthanc/plugins'], LuaScripts: [], WebDavEnabled: false },
         'src',
       );
       expect(warnings).to.have.length(4);
       for (const w of warnings) expect(w).to.match(/^src: "\w+" is an Orthanc option that pacsnode does not support yet; ignored$/);
+    });
+
+    it('never reports a key pacsnode reads as "not supported yet"', () => {
+      expect([...ORTHANC_UNSUPPORTED_KEYS].filter((k) => SUPPORTED_KEYS.has(k))).to.deep.equal([]);
+      const { config, warnings } = buildConfig({ DicomAlwaysAllowStore: false, SslEnabled: false, KeepAlive: true, HttpRequestTimeout: 5 }, 'src');
+      expect(warnings).to.deep.equal([]);
+      expect(config).to.include({ DicomAlwaysAllowStore: false, SslEnabled: false, KeepAlive: true, HttpRequestTimeout: 5 });
     });
 
     it('warns about unknown keys (including lowercase ones) distinctly', () => {
@@ -622,6 +724,35 @@ describe('config', () => {
     });
   });
 
+  describe('HTTPS and HTTP server keys', () => {
+    it("default as in Orthanc 1.12: HTTPS off (TLS 1.2 floor), keep-alive 1 s, no compression, described errors", () => {
+      const { config } = buildConfig({}, 'test');
+      expect(config).to.include({
+        SslEnabled: false, SslMinimumProtocolVersion: 4, SslVerifyPeers: false, KeepAlive: true, KeepAliveTimeout: 1,
+        HttpCompressionEnabled: false, HttpDescribeErrors: true, TcpNoDelay: true, HttpRequestTimeout: 30,
+      });
+      for (const key of ['SslCertificate', 'SslCiphersAccepted', 'SslTrustedClientCertificates']) expect(config).not.to.have.property(key);
+    });
+
+    it("use Orthanc's default files next to the configuration: certificate.pem, and trustedCertificates.pem with SslVerifyPeers", () => {
+      const file = write('etc/orthanc.json', JSON.stringify({ SslEnabled: true, SslVerifyPeers: true }));
+      const { config, warnings } = loadConfig(file);
+      expect(config.SslCertificate).to.equal(path.join(tmp, 'etc', 'certificate.pem'));
+      expect(config.SslTrustedClientCertificates).to.equal(path.join(tmp, 'etc', 'trustedCertificates.pem'));
+      expect(warnings).to.deep.equal([]);
+      const given = loadConfig(write('etc/given.json', JSON.stringify({ SslEnabled: true, SslCertificate: '../pki/https.pem' }))).config;
+      expect(given.SslCertificate).to.equal(path.join(tmp, 'pki', 'https.pem'));
+      expect(given).not.to.have.property('SslTrustedClientCertificates');
+    });
+
+    it('warn that SslVerifyPeers without SslEnabled does nothing, and are summarised by describeConfig', () => {
+      const { config, warnings } = buildConfig({ SslVerifyPeers: true }, 'test');
+      expect(warnings.join('\n')).to.contain('SslVerifyPeers is true but SslEnabled is false');
+      expect(config).not.to.have.property('SslTrustedClientCertificates');
+      expect(describeConfig(buildConfig({ SslEnabled: true, SslVerifyPeers: true }, 'mem').config)).to.include('HTTPS only (client certificates required)');
+    });
+  });
+
   describe('overrides', () => {
     it('are applied last and beat the file', () => {
       const file = write('orthanc.json', '{ "HttpPort": 8042, "DicomAet": "FROMFILE" }');
@@ -720,7 +851,7 @@ describe('docs/configuration.md', () => {
       const { config, warnings } = loadConfig(file);
       expect(config.UserContentType).to.deep.equal({ report: [1025, 'application/pdf'] });
       expect(config.StorageDirectory).to.equal(path.join(dir, 'OrthancStorage'));
-      expect(warnings.some((w) => w.includes('"OrthancPeers" is an Orthanc option'))).to.equal(true);
+      expect(warnings.some((w) => w.includes('"MetricsEnabled" is an Orthanc option'))).to.equal(true);
     } finally {
       setLogLevel(saved as LogLevel);
       fs.rmSync(dir, { recursive: true, force: true });

@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { deflateSync, gzipSync } from 'node:zlib';
 import { Tags } from '../src/dicom/tag.js';
 import { publicIds } from '../src/store/ids.js';
 import { makeInstance } from './helpers/factory.js';
@@ -340,6 +341,35 @@ describe('REST: access control as Orthanc', function () {
   });
 });
 
+describe('REST: compressed uploads', function () {
+  it('POST /instances decodes gzip and deflate bodies (Content-Encoding), and refuses corrupted or unknown ones', async () => {
+    const s = await tempServer();
+    try {
+      const gz = makeInstance({ patientId: 'GZ', sopInstanceUid: '1.2.826.0.1.3680043.99.5.0' });
+      const df = makeInstance({ patientId: 'GZ', sopInstanceUid: '1.2.826.0.1.3680043.99.5.1' });
+      const zipped = await call(s, 'POST', '/instances', gzipSync(gz), { 'content-encoding': 'gzip' });
+      expect(zipped.status, zipped.text).to.equal(200);
+      const deflated = await call(s, 'POST', '/instances', deflateSync(df), { 'content-encoding': 'deflate' });
+      expect(deflated.status, deflated.text).to.equal(200);
+      // Stored as the DICOM file itself, not the compressed body.
+      expect(Buffer.from(await (await fetch(`${s.url}/instances/${(zipped.json as Json).ID as string}/file`)).arrayBuffer()).equals(gz)).to.equal(true);
+      expect(Buffer.from(await (await fetch(`${s.url}/instances/${(deflated.json as Json).ID as string}/file`)).arrayBuffer()).equals(df)).to.equal(true);
+      const before = (await call(s, 'GET', '/statistics')).json as Json;
+      const corrupted = gzipSync(makeInstance({ patientId: 'GZ', sopInstanceUid: '1.2.826.0.1.3680043.99.5.2' }));
+      corrupted.fill(0x55, 40, 80);
+      const bad = await call(s, 'POST', '/instances', corrupted, { 'content-encoding': 'gzip' });
+      expect(bad.status, bad.text).to.equal(400);
+      expectOrthancError(bad.json, 400, 15, 'POST', '/instances');
+      const unknown = await call(s, 'POST', '/instances', gz, { 'content-encoding': 'br' });
+      expect(unknown.status).to.equal(400);
+      expect((unknown.json as Json).Details).to.match(/Content-Encoding "br"/);
+      expect((await call(s, 'GET', '/statistics')).json).to.deep.equal(before);
+    } finally {
+      await s.close();
+    }
+  });
+});
+
 describe('REST: MaximumHttpBodySize', function () {
   it('refuses a body over the limit with 413, declared or streamed, and stores nothing', async () => {
     const s = await tempServer({ MaximumHttpBodySize: 1 });
@@ -355,6 +385,11 @@ describe('REST: MaximumHttpBodySize', function () {
         duplex: 'half',
       } as RequestInit);
       expect(streamed.status).to.equal(413);
+      // The limit bounds the decoded body: 2 MB of DICOM gzipped into a few KB is still refused.
+      const bomb = gzipSync(big);
+      expect(bomb.length).to.be.below(1 << 20);
+      const zipped = await fetch(`${s.url}/instances`, { method: 'POST', body: bomb, headers: { 'content-encoding': 'gzip' } });
+      expect(zipped.status).to.equal(413);
       expect(s.ctx.index.statistics().countInstances).to.equal(0);
       const small = await fetch(`${s.url}/instances`, { method: 'POST', body: makeInstance() });
       expect(small.status).to.equal(200);

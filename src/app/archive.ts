@@ -9,7 +9,8 @@
  *    whole content; several instances of a series: just those) and names every file: the list of entries with
  *    their sizes, computed from the index alone.
  * 2. `writeArchive(ctx, plan, output, signal)` streams each stored file into a `ZipWriter` over `output` (memory
- *    does not grow with the archive), then, for media, the DICOMDIR.
+ *    does not grow with the archive), then, for media, the DICOMDIR. `ArchiveWriter` does the same one file per
+ *    call, for the archive jobs (`app/archive-job.ts`), whose steps write one file each.
  *
  * Orthanc's layout (1.12, ArchiveJob + HierarchicalZipWriter):
  * - archive: `{PatientID} {PatientName}/{AccessionNumber} {StudyDescription}/{Modality} {SeriesDescription}/` then
@@ -339,45 +340,69 @@ export function runningArchives(): number {
   return running;
 }
 
-/** The stored file of an instance as a stream, inflated when stored compressed (Orthanc's zlib format). */
-function openStoredFile(store: DicomStore, att: AttachmentInfo): Readable {
-  if (att.compression !== 2) return store.storage.createReadStream(att.uuid);
+/**
+ * The stored file of an instance as a stream, inflated when stored compressed (Orthanc's zlib format); `file` is
+ * the stream that holds the file descriptor (the same one when the file is not compressed).
+ */
+function openStoredFile(store: DicomStore, att: AttachmentInfo): { stream: Readable; file: Readable } {
+  if (att.compression !== 2) {
+    const file = store.storage.createReadStream(att.uuid);
+    return { stream: file, file };
+  }
   // 8 bytes of uncompressed size, then a zlib stream (inflated as it is read: reading, inflating and sending overlap).
-  const raw = store.storage.createReadStream(att.uuid, { start: 8, end: att.compressedSize });
+  const file = store.storage.createReadStream(att.uuid, { start: 8, end: att.compressedSize });
   const inflate = createInflate({ chunkSize: 256 * 1024 });
-  pipeline(raw, inflate).catch(() => undefined); // errors surface on `inflate`, which its reader sees
-  return inflate;
+  pipeline(file, inflate).catch(() => undefined); // errors surface on `inflate`, which its reader sees
+  return { stream: inflate, file };
+}
+
+/** Destroys a stream and resolves once it has closed (for a file: once its descriptor is closed). */
+async function destroyed(stream: Readable): Promise<void> {
+  if (stream.closed) return;
+  const closed = new Promise<void>((resolve) => stream.once('close', () => resolve()));
+  stream.destroy();
+  await closed;
+}
+
+/** A stored file being read: its chunks, and `release()` (idempotent), which resolves once the file is closed. */
+interface OpenFile {
+  chunks: AsyncIterable<Buffer>;
+  release(): Promise<void>;
 }
 
 /**
  * Opens a stored file and reads its first chunk before anything is written, so that a file gone since the plan
- * is skipped (undefined) instead of leaving half an entry. The stream is released however the reading ends.
+ * is skipped (undefined) instead of leaving half an entry. The caller releases it however the writing ends (the
+ * file is then closed before the writing ends, so that an archive that stopped holds no file open).
  */
-async function openChecked(store: DicomStore, att: AttachmentInfo): Promise<AsyncGenerator<Buffer> | undefined> {
-  const stream = openStoredFile(store, att);
-  const release = () => stream.destroy();
+async function openChecked(store: DicomStore, att: AttachmentInfo): Promise<OpenFile | undefined> {
+  const { stream, file } = openStoredFile(store, att);
+  let released: Promise<void> | undefined;
+  const release = () => {
+    released ??= (async () => {
+      stream.destroy();
+      await destroyed(file);
+    })();
+    return released;
+  };
   const it = (stream as AsyncIterable<Buffer>)[Symbol.asyncIterator]();
   let first: IteratorResult<Buffer>;
   try {
     first = await it.next();
   } catch (e) {
-    release();
+    await release();
     if (isMissingFile(e)) return undefined;
     throw e;
   }
-  return (async function* () {
-    try {
-      if (!first.done) yield first.value;
-      while (true) {
-        const r = await it.next();
-        if (r.done) return;
-        yield r.value;
-      }
-    } finally {
-      release();
-      await it.return?.();
+  const chunks = async function* () {
+    if (!first.done) yield first.value;
+    while (true) {
+      const r = await it.next();
+      if (r.done) return;
+      yield r.value;
     }
-  })();
+  };
+  return { chunks: chunks(), release };
 }
 
 function isMissingFile(e: unknown): boolean {
@@ -422,6 +447,97 @@ function transcodeFile(bytes: Buffer, parsed: ParsedDicom, target: string, insta
 }
 
 /**
+ * Writes the archive of a plan one file at a time (what a job's steps need: a step per file, the state kept between
+ * steps): `writeNext()` adds the next file, `finish()` the DICOMDIR (media) and the central directory, then ends
+ * the output. A call that fails (an I/O error, `signal` aborting, the output closing) leaves the writer unusable.
+ */
+export class ArchiveWriter {
+  private readonly zip: ZipWriter;
+  private readonly dicomdir: DicomDirBuilder | undefined;
+  private readonly entryOptions: { method: 'store' | 'deflate'; date: Date };
+  private next = 0;
+  private skipped = 0;
+  private uncompressedSize = 0;
+
+  constructor(
+    private readonly ctx: ArchiveContext,
+    readonly plan: ArchivePlan,
+    output: Writable,
+    private readonly signal?: AbortSignal,
+  ) {
+    this.zip = new ZipWriter(output, { signal });
+    this.dicomdir = plan.media ? new DicomDirBuilder({ extended: plan.extended }) : undefined;
+    this.entryOptions = { method: plan.compression, date: new Date() };
+  }
+
+  /** Files of the plan handled so far (written, or skipped because they were gone). */
+  get done(): number {
+    return this.next;
+  }
+
+  /** Archive bytes written so far. */
+  get archiveSize(): number {
+    return this.zip.bytesWritten;
+  }
+
+  progress(): ArchiveProgress {
+    return { done: this.next, total: this.plan.entries.length, archiveSize: this.zip.bytesWritten };
+  }
+
+  /** Writes the next file of the plan (or leaves it out when it is gone); false once every file has been handled. */
+  async writeNext(): Promise<boolean> {
+    const { plan, ctx, dicomdir, zip, entryOptions } = this;
+    if (this.next >= plan.entries.length) return false;
+    this.signal?.throwIfAborted();
+    const { store } = ctx;
+    const entry = plan.entries[this.next]!;
+    const size = entry.attachment.uncompressedSize;
+    const source = await openChecked(store, entry.attachment);
+    if (!source) {
+      log.warn(`archive: instance ${entry.instanceId} was removed after the archive was planned; left out`);
+      this.skipped++;
+      this.next++;
+      return true;
+    }
+    try {
+      if (plan.transcode !== undefined) {
+        const bytes = await collect(source.chunks);
+        const parsed = readPart10(bytes, { defaultEncoding: store.options.defaultEncoding });
+        const { data, syntax } = transcodeFile(bytes, parsed, plan.transcode, entry.instanceId);
+        await zip.addBuffer(entry.path, data, entryOptions);
+        if (dicomdir && entry.fileId) dicomdir.add(entry.fileId, parsed, syntax);
+        this.uncompressedSize += data.length;
+      } else if (dicomdir && entry.fileId) {
+        const limit = Math.min(size, entry.pixelDataOffset !== undefined ? entry.pixelDataOffset + 12 : HEAD_WITHOUT_OFFSET);
+        const head: Buffer[] = [];
+        await zip.addStream(entry.path, capture(source.chunks, limit, head), { ...entryOptions, size });
+        dicomdir.add(entry.fileId, await parseHead(ctx, Buffer.concat(head), size, entry.instanceId));
+        this.uncompressedSize += size;
+      } else {
+        await zip.addStream(entry.path, source.chunks, { ...entryOptions, size });
+        this.uncompressedSize += size;
+      }
+    } finally {
+      await source.release();
+    }
+    this.next++;
+    return true;
+  }
+
+  /** Media: adds the DICOMDIR; then writes the central directory and ends the output (waits for it to finish). */
+  async finish(): Promise<ArchiveResult> {
+    if (this.dicomdir) await this.zip.addBuffer('DICOMDIR', this.dicomdir.encode(), this.entryOptions);
+    const archiveSize = await this.zip.finish();
+    return {
+      instancesCount: this.next - this.skipped,
+      skipped: this.skipped,
+      archiveSize,
+      uncompressedSize: this.uncompressedSize,
+    };
+  }
+}
+
+/**
  * Writes the archive of `plan` to `output` and ends it. Rejects when `signal` aborts or the output closes (a
  * client gone), after releasing the file being read; the output is then left to the caller to destroy.
  */
@@ -434,45 +550,9 @@ export async function writeArchive(
 ): Promise<ArchiveResult> {
   running++;
   try {
-    const { store } = ctx;
-    const zip = new ZipWriter(output, { signal });
-    const dicomdir = plan.media ? new DicomDirBuilder({ extended: plan.extended }) : undefined;
-    const readOptions = { defaultEncoding: store.options.defaultEncoding };
-    const total = plan.entries.length;
-    let done = 0;
-    let skipped = 0;
-    let uncompressedSize = 0;
-    const entryOptions = { method: plan.compression, date: new Date() };
-    for (const entry of plan.entries) {
-      signal?.throwIfAborted();
-      const size = entry.attachment.uncompressedSize;
-      const source = await openChecked(store, entry.attachment);
-      if (!source) {
-        log.warn(`archive: instance ${entry.instanceId} was removed after the archive was planned; left out`);
-        skipped++;
-      } else if (plan.transcode !== undefined) {
-        const bytes = await collect(source);
-        const parsed = readPart10(bytes, readOptions);
-        const { data, syntax } = transcodeFile(bytes, parsed, plan.transcode, entry.instanceId);
-        await zip.addBuffer(entry.path, data, entryOptions);
-        if (dicomdir && entry.fileId) dicomdir.add(entry.fileId, parsed, syntax);
-        uncompressedSize += data.length;
-      } else if (dicomdir && entry.fileId) {
-        const limit = Math.min(size, entry.pixelDataOffset !== undefined ? entry.pixelDataOffset + 12 : HEAD_WITHOUT_OFFSET);
-        const head: Buffer[] = [];
-        await zip.addStream(entry.path, capture(source, limit, head), { ...entryOptions, size });
-        dicomdir.add(entry.fileId, await parseHead(ctx, Buffer.concat(head), size, entry.instanceId));
-        uncompressedSize += size;
-      } else {
-        await zip.addStream(entry.path, source, { ...entryOptions, size });
-        uncompressedSize += size;
-      }
-      done++;
-      onProgress?.({ done, total, archiveSize: zip.bytesWritten });
-    }
-    if (dicomdir) await zip.addBuffer('DICOMDIR', dicomdir.encode(), entryOptions);
-    const archiveSize = await zip.finish();
-    return { instancesCount: done - skipped, skipped, archiveSize, uncompressedSize };
+    const writer = new ArchiveWriter(ctx, plan, output, signal);
+    while (await writer.writeNext()) onProgress?.(writer.progress());
+    return await writer.finish();
   } finally {
     running--;
   }

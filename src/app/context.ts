@@ -10,11 +10,16 @@ import { PACSNODE_VERSION } from '../core/version.js';
 import { JobsEngine } from '../jobs/engine.js';
 import { ModalityRegistry } from '../modalities/registry.js';
 import { loadDicomTls, type DicomTls } from '../net/tls.js';
+import { PeerHttp } from '../peers/client.js';
+import { PeerRegistry, type PeersStore } from '../peers/registry.js';
 import { QueryEngine } from '../query/engine.js';
 import { FilesystemStorage } from '../store/filesystem-storage.js';
 import { SqliteIndex } from '../store/sqlite-index.js';
 import { DicomStore } from '../store/store.js';
+import { openJobsTemporaryDirectory } from './archive-job.js';
+import { DicomSettings } from './dicom-settings.js';
 import { modalityStoreJobType, type ModalityStoreDeps } from './modality-store-job.js';
+import { peerStoreJobType } from './peer-store-job.js';
 
 const log = logger('generic');
 
@@ -26,12 +31,18 @@ export interface AppContext {
   store: DicomStore;
   engine: QueryEngine;
   modalities: ModalityRegistry;
+  /** Orthanc peers (`/peers`): OrthancPeers, or the index's with OrthancPeersInDatabase. */
+  peers: PeerRegistry;
+  /** HTTP(S) clients towards peers (HttpTimeout, HttpsVerifyPeers, HttpsCACertificates, HttpProxy). */
+  peerHttp: PeerHttp;
   /** The jobs engine (`/jobs`): saved jobs resume at start; routes submit long work to it. */
   jobs: JobsEngine;
   /** What `ModalityStoreJob`s need (C-STORE to a modality as a job). */
   modalityStoreDeps: ModalityStoreDeps;
   /** Our DicomTls* credentials as a requestor (towards modalities with UseDicomTls), read on first use. */
   requestorTls(): DicomTls;
+  /** The DICOM server's settings the REST API may change while running (accepted transfer syntaxes, unknown SOP classes). */
+  dicomSettings: DicomSettings;
   /** pacsnode's own version. */
   version: string;
   close(): Promise<void>;
@@ -39,7 +50,18 @@ export interface AppContext {
 
 export { PACSNODE_VERSION };
 
+/** OrthancPeersInDatabase: the peers kept in a global property of the index (Orthanc's GlobalProperty_Peers). */
+function peersInIndex(index: SqliteIndex): PeersStore {
+  const name = 'OrthancPeers';
+  return {
+    load: () => (index.db.prepare('SELECT value FROM global_properties WHERE name = ?').get(name) as { value: string } | undefined)?.value,
+    save: (json) => void index.db.prepare('INSERT OR REPLACE INTO global_properties(name, value) VALUES (?, ?)').run(name, json),
+  };
+}
+
 export async function createContext(config: Readonly<Config>): Promise<AppContext> {
+  // Checked before anything is opened: an unknown UID in AcceptedTransferSyntaxes stops the start here.
+  const dicomSettings = new DicomSettings(config);
   mkdirSync(config.StorageDirectory, { recursive: true });
   mkdirSync(config.IndexDirectory, { recursive: true });
   const index = new SqliteIndex(join(config.IndexDirectory, INDEX_FILE_NAME), {
@@ -77,10 +99,13 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
       move: config.DicomAlwaysAllowMove,
     },
   });
+  // Per index, emptied of what an unclean stop left (archive jobs' ZIPs): see app/archive-job.ts.
+  const jobsTemp = await openJobsTemporaryDirectory(config.IndexDirectory);
   const jobs = new JobsEngine({
     concurrentJobs: config.ConcurrentJobs,
     historySize: config.JobsHistorySize,
     store: config.SaveJobs ? index : undefined,
+    temporaryDirectory: jobsTemp.path,
   });
   let requestorTls: DicomTls | undefined;
   const loadRequestorTls = () => (requestorTls ??= loadDicomTls(config, 'requestor'));
@@ -91,6 +116,17 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
     scuTimeoutMs: config.DicomScuTimeout * 1000,
   };
   jobs.registerType(modalityStoreJobType(modalityStoreDeps));
+  const peers = new PeerRegistry(config.OrthancPeers, config.OrthancPeersInDatabase ? peersInIndex(index) : undefined);
+  if (config.OrthancPeersInDatabase && Object.keys(config.OrthancPeers).length > 0) {
+    log.warn('OrthancPeersInDatabase is true: the OrthancPeers of the configuration are ignored, the index holds the peers');
+  }
+  const peerHttp = new PeerHttp({
+    timeoutSeconds: config.HttpTimeout,
+    verifyPeers: config.HttpsVerifyPeers,
+    caCertificates: config.HttpsCACertificates,
+    proxy: config.HttpProxy,
+  });
+  jobs.registerType(peerStoreJobType({ store, http: peerHttp }));
   jobs.start();
   log.info(`storage area: ${storage.description}; index: ${join(config.IndexDirectory, INDEX_FILE_NAME)}`);
   let closed = false;
@@ -100,14 +136,18 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
     store,
     engine,
     modalities,
+    peers,
+    peerHttp,
     jobs,
     modalityStoreDeps,
     requestorTls: loadRequestorTls,
+    dicomSettings,
     version: PACSNODE_VERSION,
     async close() {
       if (closed) return;
       closed = true;
       await jobs.close();
+      await jobsTemp.close();
       await store.close();
       index.close();
     },

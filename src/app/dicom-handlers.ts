@@ -68,11 +68,16 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
         return { accept: true };
       },
       transferSyntaxesFor: (abstractSyntax, assoc) => {
-        const service = serviceOf(abstractSyntax, config.UnknownSopClassAccepted);
+        const service = serviceOf(abstractSyntax, ctx.dicomSettings.unknownSopClassAccepted);
         if (!service) return [];
         const allowed = (kind: DicomService) => ctx.modalities.isAllowedRequest(kind, assoc.callingAet, assoc.remoteAddress);
         // Storage contexts also carry C-GET's sub-operations (with the SCP role) for a caller allowed to C-GET.
-        if (service === 'store') return allowed('store') || allowed('get') ? STORAGE_SYNTAXES : [];
+        // C-GET sends stored files as they are, so its callers are offered every syntax; C-STORE only the accepted ones
+        // (AcceptedTransferSyntaxes, /tools/accepted-transfer-syntaxes).
+        if (service === 'store') {
+          if (allowed('get')) return STORAGE_SYNTAXES;
+          return allowed('store') ? ctx.dicomSettings.acceptedTransferSyntaxes : [];
+        }
         return allowed(service) ? UNCOMPRESSED : [];
       },
       isAllowed: (kind, assoc) => ctx.modalities.isAllowedRequest(kind, assoc.callingAet, assoc.remoteAddress),

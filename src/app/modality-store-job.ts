@@ -1,8 +1,9 @@
 /**
- * Orthanc's `DicomModalityStore` job: C-STORE a set of stored instances to a DICOM node, a batch of instances per
- * step (one association per batch), so that the job can be paused, cancelled and resumed between batches and saved
- * to resume after a restart. The asynchronous C-MOVE SCP (`SynchronousCMove: false`) runs its sub-operations as
- * such a job; `POST /modalities/{id}/store` will too.
+ * Orthanc's `DicomModalityStore` job: C-STORE a set of stored instances to a DICOM node, every instance in one
+ * step on one association (as Orthanc, which keeps its association open between instances). A cancel stops it
+ * before the next instance; a pause applies once the association is done; the position advances with each instance
+ * answered and the job is saved, so that it resumes after a restart. The asynchronous C-MOVE SCP
+ * (`SynchronousCMove: false`) runs its sub-operations as such a job; `POST /modalities/{id}/store` too.
  */
 import { PacsError } from '../core/errors.js';
 import { logger } from '../core/log.js';
@@ -10,6 +11,7 @@ import { Tags } from '../dicom/tag.js';
 import { storeInstances } from '../dimse/scu/store.js';
 import type { Job, JobRuntime, JobStepResult, JobType } from '../jobs/job.js';
 import { StepResult } from '../jobs/job.js';
+import { scuTarget } from './scu-target.js';
 import type { DicomTls } from '../net/tls.js';
 import { MetadataType, type SqliteIndex } from '../store/sqlite-index.js';
 import type { DicomStore } from '../store/store.js';
@@ -17,9 +19,6 @@ import type { DicomStore } from '../store/store.js';
 const log = logger('jobs');
 
 export const MODALITY_STORE_JOB = 'DicomModalityStore';
-
-/** Instances sent per step, on one association. */
-const BATCH = 64;
 
 /** What the job needs from the application (kept out of its saved state). */
 export interface ModalityStoreDeps {
@@ -29,6 +28,8 @@ export interface ModalityStoreDeps {
   requestorTls(): DicomTls;
   /** DicomScuTimeout, in ms. */
   scuTimeoutMs: number;
+  /** Records an instance sent in `/exports` (set when `LogExportedResources` is true). */
+  logExport?: (publicId: string, remoteAet: string) => void;
 }
 
 /** The saved state of a job (also what it is created from). */
@@ -44,6 +45,10 @@ export interface ModalityStoreState {
   permissive: boolean;
   moveOriginator?: { aet: string; messageId: number };
   parentResources: string[];
+  /** The DIMSE timeout of this job in ms (the call's `Timeout`; 0 = none); default `DicomScuTimeout`. */
+  timeoutMs?: number;
+  /** The C-STORE Priority (PS3.7 Table E.1-1); default Medium. */
+  dimsePriority?: number;
 }
 
 export class ModalityStoreJob implements Job {
@@ -57,22 +62,22 @@ export class ModalityStoreJob implements Job {
   async step(runtime: JobRuntime): Promise<JobStepResult> {
     const { state, deps } = this;
     if (state.position >= state.instances.length) return this.finish();
-    const batch = state.instances.slice(state.position, state.position + BATCH);
-    const rows = batch.map((publicId) => deps.index.findByPublicId(publicId));
+    // Every remaining instance goes on one association (Orthanc keeps its association open between instances):
+    // the position advances as each is answered, so that a job stopped midway resumes after the last one sent.
+    const remaining = state.instances.slice(state.position);
+    const rows = remaining.map((publicId) => deps.index.findByPublicId(publicId));
     const ids = rows.filter((r) => r !== undefined).map((r) => r.id);
     const sopClasses = deps.index.metadataOf(ids, MetadataType.SopClassUid);
     const syntaxes = deps.index.metadataOf(ids, MetadataType.TransferSyntax);
     const uids = deps.index.mainTagsOf(ids);
     const inputs = [];
-    const positions: number[] = [];
-    for (let i = 0; i < batch.length; i++) {
+    for (let i = 0; i < remaining.length; i++) {
       const row = rows[i];
       if (!row) {
         // Deleted since the job was created: a failure, as in Orthanc.
-        state.failed.push(batch[i]!);
+        state.failed.push(remaining[i]!);
         continue;
       }
-      positions.push(i);
       inputs.push({
         load: () => deps.store.readDicom(row.publicId),
         name: row.publicId,
@@ -81,24 +86,26 @@ export class ModalityStoreJob implements Job {
         transferSyntaxUid: syntaxes.get(row.id) ?? '',
       });
     }
+    const start = state.position;
     if (inputs.length > 0) {
       try {
-        const summary = await storeInstances(
-          {
-            host: state.remote.host,
-            port: state.remote.port,
-            callingAet: state.localAet,
-            calledAet: state.remote.aet,
-            tls: state.remote.useTls ? deps.requestorTls() : undefined,
-            dimseTimeoutMs: deps.scuTimeoutMs,
-          },
+        const { remote } = state;
+        await storeInstances(
+          scuTarget({ aet: remote.aet, host: remote.host, port: remote.port, useDicomTls: remote.useTls }, state.localAet, state.timeoutMs ?? deps.scuTimeoutMs, deps.requestorTls),
           inputs,
-          { moveOriginator: state.moveOriginator, signal: runtime.signal },
+          {
+            moveOriginator: state.moveOriginator,
+            priority: state.dimsePriority,
+            signal: runtime.signal,
+            onResult: (result, done) => {
+              if (runtime.signal.aborted && result.outcome === 'skipped') return;
+              if (result.outcome === 'failed') state.failed.push(result.source);
+              else deps.logExport?.(result.source, state.remote.aet);
+              state.position = start + (remaining.length - inputs.length) + done;
+            },
+          },
         );
         if (runtime.signal.aborted) throw new PacsError('CanceledJob');
-        summary.results.forEach((r, k) => {
-          if (r.outcome === 'failed') state.failed.push(batch[positions[k]!]!);
-        });
       } catch (e) {
         if (runtime.signal.aborted) throw e;
         // The node could not be reached or the association broke: the job fails here and may be resubmitted.
@@ -106,11 +113,11 @@ export class ModalityStoreJob implements Job {
         return StepResult.failure('NetworkProtocol', `C-STORE to ${state.remote.aet} (${state.remote.host}:${state.remote.port}): ${(e as Error).message}`);
       }
     }
-    state.position += batch.length;
+    state.position = state.instances.length;
     if (state.failed.length > 0 && !state.permissive) {
       return StepResult.failure('NetworkProtocol', `${state.failed.length} instance(s) could not be sent to ${state.remote.aet}`);
     }
-    return state.position >= state.instances.length ? this.finish() : StepResult.continue();
+    return this.finish();
   }
 
   private finish(): JobStepResult {

@@ -9,6 +9,7 @@ import { DicomScpServer } from '../dimse/scp/server.js';
 import { logger } from '../core/log.js';
 import { loadDicomTls } from '../net/tls.js';
 import { buildHttpServer, startHttpServer } from '../rest/http-server.js';
+import { loadHttps } from '../rest/https.js';
 
 const log = logger('generic');
 
@@ -22,11 +23,13 @@ export async function serve(options: ServeOptions): Promise<void> {
   log.info(`starting pacsnode\n${describeConfig(config)}`);
   // The TLS files are read and checked before anything starts: a bad one stops here, with its key and path.
   const dicomTls = config.DicomServerEnabled && config.DicomTlsEnabled ? loadDicomTls(config, 'acceptor') : undefined;
+  const https = config.SslEnabled ? loadHttps(config) : undefined;
+  for (const w of https?.warnings ?? []) log.warn(w);
   const ctx = await createContext(config);
-  const http = buildHttpServer(ctx);
+  const http = buildHttpServer(ctx, { https });
   const host = config.HttpBindAddress ?? (config.RemoteAccessAllowed ? '0.0.0.0' : '127.0.0.1');
   const port = await startHttpServer(http, config.HttpPort, host);
-  log.info(`HTTP server listening on http://${host}:${port}/`);
+  log.info(`HTTP server listening on ${https ? 'https' : 'http'}://${host}:${port}/${https ? ` (${https.description})` : ''}`);
   let dicom: DicomScpServer | undefined;
   let dicomPort = 0;
   if (config.DicomServerEnabled) {

@@ -5,8 +5,9 @@
  */
 import fs from 'node:fs';
 import path from 'node:path';
-import { ConfigError } from '../core/errors.js';
-import { parseModality } from '../modalities/registry.js';
+import { ConfigError, isPacsError } from '../core/errors.js';
+import { checkModalityName, parseModality } from '../modalities/registry.js';
+import { checkPeerName, parsePeer } from '../peers/registry.js';
 import { logger } from '../core/log.js';
 import { DEFAULT_CONFIG, OPTIONAL_KEYS, SUPPORTED_KEYS, type Config, type ExtraMainDicomTags } from './schema.js';
 
@@ -28,21 +29,14 @@ export const ORTHANC_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   // Core options
   'TemporaryDirectory', 'MaximumStorageCacheSize', 'LuaScripts', 'LuaHeartBeatPeriod', 'Plugins',
   'JobsEngineThreadsCount', 'HttpServerEnabled', 'OrthancExplorerEnabled',
-  'HttpDescribeErrors', 'HttpCompressionEnabled', 'WebDavEnabled', 'WebDavDeleteAllowed', 'WebDavUploadAllowed',
-  'AcceptedTransferSyntaxes', 'DeflatedTransferSyntaxAccepted',
-  'JpegTransferSyntaxAccepted', 'Jpeg2000TransferSyntaxAccepted', 'JpegLosslessTransferSyntaxAccepted',
-  'JpipTransferSyntaxAccepted', 'Mpeg2TransferSyntaxAccepted', 'RleTransferSyntaxAccepted',
-  'Mpeg4TransferSyntaxAccepted', 'H265TransferSyntaxAccepted', 'AcceptedSopClasses',
-  'RejectedSopClasses', 'SslEnabled', 'SslCertificate', 'SslMinimumProtocolVersion',
-  'SslCiphersAccepted', 'SslVerifyPeers', 'SslTrustedClientCertificates', 'DicomTlsCiphersAccepted', 'DicomAlwaysAllowStore',
-  'DicomAlwaysAllowFindWorklist', 'DicomAlwaysAllowMove',
-  'DicomModalitiesInDatabase', 'DicomEchoChecksFind',
-  'DicomScuPreferredTransferSyntax', 'DicomThreadsCount', 'DicomDefaultRetrieveMethod',
-  'DicomAssociationCloseDelay', 'OrthancPeers', 'OrthancPeersInDatabase', 'HttpProxy',
-  'HttpVerbose', 'HttpTimeout', 'HttpRequestTimeout', 'HttpsVerifyPeers', 'HttpsCACertificates',
-  'HttpThreadsCount', 'StoreMD5ForAttachments', 'LogExportedResources', 'KeepAlive',
-  'KeepAliveTimeout', 'TcpNoDelay', 'StoreDicom', 'QueryRetrieveSize', 'CaseSensitivePN', 'LoadPrivateDictionary',
-  'Dictionary', 'MediaArchiveSize', 'MetricsEnabled',
+  'WebDavEnabled', 'WebDavDeleteAllowed', 'WebDavUploadAllowed',
+  'AcceptedSopClasses',
+  'RejectedSopClasses', 'DicomTlsCiphersAccepted',
+  'DicomAlwaysAllowFindWorklist',
+  'DicomScuPreferredTransferSyntax', 'DicomThreadsCount',
+  'HttpVerbose',
+  'HttpThreadsCount', 'StoreMD5ForAttachments', 'StoreDicom', 'CaseSensitivePN', 'LoadPrivateDictionary',
+  'Dictionary', 'MetricsEnabled',
   'ExecuteLuaEnabled', 'RestApiWriteToFileSystemEnabled', 'DefaultPrivateCreator',
   'StorageCommitmentReportsSize', 'TranscodeDicomProtocol', 'BuiltinDecoderTranscoderOrder', 'IngestTranscoding',
   'IngestTranscodingOfUncompressed', 'IngestTranscodingOfCompressed', 'DicomLossyTranscodingQuality',
@@ -50,7 +44,7 @@ export const ORTHANC_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   'LoaderThreads', 'Warnings', 'ReadOnly', 'DatabaseServerIdentifier', 'Locale', 'UserAuthorizationFailure',
   'OverwriteInstancesOnlyIfDifferent', 'StorageCompressionLevel',
   // Plugin sections
-  'DicomWeb', 'PostgreSQL', 'MySQL', 'Odbc', 'Gdcm', 'Worklists', 'Transfers', 'WebViewer', 'StoneWebViewer',
+  'PostgreSQL', 'MySQL', 'Odbc', 'Gdcm', 'Worklists', 'Transfers', 'WebViewer', 'StoneWebViewer',
   'OrthancExplorer2', 'Authorization', 'PythonScript', 'PythonVerbose', 'Python', 'Housekeeper',
   'DelayedDeletion', 'ServeFolders', 'AwsS3Storage', 'AzureBlobStorage', 'GoogleCloudStorage', 'Ohif', 'VolView',
   'MultitenantDicom', 'Indexer', 'AdvancedStorage', 'Wsi', 'Tcia', 'ConnectivityChecks', 'Neuro', 'Education',
@@ -379,6 +373,8 @@ interface CheckContext {
   source: string;
   /** Folder a relative path is resolved against. */
   baseDir: string;
+  /** Reports a non-fatal finding (an ignored member of a section). */
+  warn?: (message: string) => void;
 }
 
 type Check<T> = (value: unknown, ctx: CheckContext) => T;
@@ -428,6 +424,20 @@ function oneOf<T extends string>(values: readonly T[]): Check<T> {
   const expected = `one of ${values.map((x) => `"${x}"`).join(', ')}`;
   return (v, ctx) => (typeof v === 'string' && (values as readonly string[]).includes(v) ? (v as T) : invalid(ctx, expected, v));
 }
+
+/** Orthanc's `SslCiphersAccepted`: a list of cipher names (each checked against OpenSSL when HTTPS starts). */
+const cipherList: Check<string[]> = (v, ctx) =>
+  Array.isArray(v) && v.length > 0 && v.every((c) => typeof c === 'string' && c.trim() !== '')
+    ? v.map((c: string) => c.trim())
+    : invalid(ctx, 'a non-empty array of cipher names (strings such as "ECDHE-RSA-AES128-GCM-SHA256")', v);
+
+/** `AcceptedTransferSyntaxes`: one UID or a list, each a UID or a pattern with `*` and `?` (checked again at start). */
+const transferSyntaxList: Check<string[]> = (v, ctx) => {
+  const list = typeof v === 'string' ? [v] : v;
+  return Array.isArray(list) && list.every((x) => typeof x === 'string' && /^[0-9.*?]+$/.test(x))
+    ? (list as string[])
+    : invalid(ctx, 'a transfer syntax UID or a list of them (wildcards * and ? allowed, e.g. "1.2.840.10008.1.*")', v);
+};
 
 /** AE title: 1..16 characters of the DICOM default repertoire (printable ASCII) without backslash, not all spaces. */
 const aet: Check<string> = (v, ctx) =>
@@ -541,12 +551,85 @@ const dicomModalities: Check<Record<string, unknown>> = (value, ctx) => {
   if (!isPlainObject(value)) invalid(ctx, 'an object of modalities', value);
   for (const [name, entry] of Object.entries(value as Record<string, unknown>)) {
     try {
+      checkModalityName(name);
       parseModality(name, entry);
     } catch (e) {
-      throw new ConfigError(`${ctx.source}: ${(e as Error).message.replace(/^Bad type for a parameter: /, '')}`);
+      throw new ConfigError(`${ctx.source}: ${isPacsError(e) && e.details ? e.details : (e as Error).message}`);
     }
   }
   return structuredClone(value as Record<string, unknown>);
+};
+
+/** OrthancPeers: each entry in Orthanc's short or long form (checked by the peers registry's own parser). */
+const orthancPeers: Check<Record<string, unknown>> = (value, ctx) => {
+  if (!isPlainObject(value)) invalid(ctx, 'an object of peers (name -> ["url", "username", "password"] or {Url, ...})', value);
+  for (const [name, entry] of Object.entries(value as Record<string, unknown>)) {
+    try {
+      checkPeerName(name);
+      parsePeer(name, entry, `${ctx.key}.${name}`);
+    } catch (e) {
+      throw new ConfigError(`${ctx.source}: ${isPacsError(e) && e.details ? e.details : (e as Error).message}`);
+    }
+  }
+  return structuredClone(value as Record<string, unknown>);
+};
+
+/** A file that may be '' (= none), resolved like `file`. */
+const optionalFile: Check<string> = (v, ctx) =>
+  typeof v === 'string' ? (v === '' ? '' : path.resolve(ctx.baseDir, v)) : invalid(ctx, 'a string (a file path, or "" for none)', v);
+
+/** `HttpProxy`: '' or `[http://][user:password@]host:port` (as libcurl takes it). */
+const httpProxy: Check<string> = (v, ctx) => {
+  const expected = '"" or a proxy URL such as "http://proxy.local:3128"';
+  if (typeof v !== 'string') return invalid(ctx, expected, v);
+  if (v === '') return v;
+  try {
+    const url = new URL(v.includes('://') ? v : `http://${v}`);
+    if (url.protocol === 'http:' && url.hostname !== '') return v;
+  } catch {
+    // reported below
+  }
+  return invalid(ctx, expected, v);
+};
+
+/** Members of Orthanc's `DicomWeb` section that pacsnode does not read (client side, threads): a warning each. */
+const DICOMWEB_UNSUPPORTED = new Set([
+  'Servers', 'ServersInDatabase', 'MetadataWorkerThreadsCount', 'StowMaxInstances', 'StowMaxSize', 'EnablePerformanceLogs',
+  'WadoRsLoaderThreadsCount',
+]);
+
+/** A tag of `*ExtrapolatedTags`: a keyword, `gggg,eeee` or `ggggeeee` (whether the keyword exists is checked at start). */
+const TAG_NAME = /^([A-Za-z][A-Za-z0-9]*|[0-9A-Fa-f]{4},?[0-9A-Fa-f]{4})$/;
+
+/** Orthanc's DICOMweb plugin section: each member checked; Orthanc members pacsnode does not read are reported. */
+const dicomWeb: Check<NonNullable<Config['DicomWeb']>> = (v, ctx) => {
+  if (!isPlainObject(v)) return invalid(ctx, 'an object (the DICOMweb plugin section)', v);
+  const sub = (name: string): CheckContext => ({ ...ctx, key: `${ctx.key}.${name}` });
+  const mode = oneOf(['Full', 'MainDicomTags', 'Extrapolate'] as const);
+  const tags: Check<string[]> = (list, c) => {
+    if (!Array.isArray(list)) return invalid(c, 'an array of tag names (keywords or "gggg,eeee")', list);
+    return list.map((t, i) =>
+      typeof t === 'string' && TAG_NAME.test(t.trim()) ? t.trim() : invalid(c, 'a tag keyword or "gggg,eeee"', t, `${c.key}[${i}]`),
+    );
+  };
+  const path: Check<string> = (p, c) =>
+    typeof p === 'string' && /^\/?[A-Za-z0-9._~!$&'()*+,;=:@%/-]*$/.test(p) && !p.includes('//')
+      ? p
+      : invalid(c, 'a URI path such as "/dicom-web/"', p);
+  const checks: Record<string, Check<unknown>> = {
+    Enable: bool, Root: path, EnableWado: bool, WadoRoot: path, Ssl: bool, QidoCaseSensitive: bool, Host: string,
+    PublicRoot: path, StudiesMetadata: mode, SeriesMetadata: mode, StudiesMetadataExtrapolatedTags: tags,
+    SeriesMetadataExtrapolatedTags: tags, EnableMetadataCache: bool, RelativeUris: bool,
+  };
+  const out: Record<string, unknown> = {};
+  for (const [name, value] of Object.entries(v)) {
+    const check = checks[name];
+    if (check) out[name] = check(value, sub(name));
+    else if (DICOMWEB_UNSUPPORTED.has(name)) ctx.warn?.(`${ctx.source}: "${ctx.key}.${name}" is an Orthanc option that pacsnode does not support yet; ignored`);
+    else ctx.warn?.(`${ctx.source}: unknown configuration key "${ctx.key}.${name}"; ignored`);
+  }
+  if (out.Root === '/' || out.Root === '') invalid(sub('Root'), 'a URI path other than "/" (the REST API is there)', out.Root);
+  return out as NonNullable<Config['DicomWeb']>;
 };
 
 /** One check per key of `Config`: adding a key to the schema without a check here does not compile. */
@@ -578,12 +661,34 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   LimitFindInstances: count,
   HttpBindAddress: nonEmptyString,
   MaximumHttpBodySize: count,
+  SslEnabled: bool,
+  SslCertificate: file,
+  SslMinimumProtocolVersion: integer(0, 5, 'an integer 0..5 (4 = TLS 1.2 and above)'),
+  SslCiphersAccepted: cipherList,
+  SslVerifyPeers: bool,
+  SslTrustedClientCertificates: file,
+  KeepAlive: bool,
+  KeepAliveTimeout: count,
+  HttpCompressionEnabled: bool,
+  HttpDescribeErrors: bool,
+  TcpNoDelay: bool,
+  HttpRequestTimeout: count,
   OrthancApiVersion: nonEmptyString,
   DicomServerEnabled: bool,
   DicomCheckCalledAet: bool,
   DicomScpTimeout: count,
   MaximumPduLength: integer(4096, 131072, 'an integer 4096..131072 (bytes)'),
   UnknownSopClassAccepted: bool,
+  AcceptedTransferSyntaxes: transferSyntaxList,
+  DeflatedTransferSyntaxAccepted: bool,
+  JpegTransferSyntaxAccepted: bool,
+  Jpeg2000TransferSyntaxAccepted: bool,
+  JpegLosslessTransferSyntaxAccepted: bool,
+  JpipTransferSyntaxAccepted: bool,
+  Mpeg2TransferSyntaxAccepted: bool,
+  Mpeg4TransferSyntaxAccepted: bool,
+  H265TransferSyntaxAccepted: bool,
+  RleTransferSyntaxAccepted: bool,
   DicomModalities: dicomModalities,
   DicomAlwaysAllowEcho: bool,
   DicomAlwaysAllowStore: bool,
@@ -594,8 +699,21 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   StrictAetComparison: bool,
   SynchronousCMove: bool,
   DicomScuTimeout: count,
+  DicomModalitiesInDatabase: bool,
+  DicomDefaultRetrieveMethod: oneOf(['C-MOVE', 'C-GET'] as const),
+  DicomAssociationCloseDelay: count,
+  DicomEchoChecksFind: bool,
+  LogExportedResources: bool,
+  QueryRetrieveSize: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer'),
+  OrthancPeers: orthancPeers,
+  OrthancPeersInDatabase: bool,
+  HttpTimeout: count,
+  HttpsVerifyPeers: bool,
+  HttpsCACertificates: optionalFile,
+  HttpProxy: httpProxy,
   ConcurrentJobs: count,
   JobsHistorySize: count,
+  MediaArchiveSize: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer'),
   SaveJobs: bool,
   DicomTlsEnabled: bool,
   DicomTlsCertificate: file,
@@ -603,6 +721,7 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   DicomTlsTrustedCertificates: file,
   DicomTlsRemoteCertificateRequired: bool,
   DicomTlsMinimumProtocolVersion: integer(0, 5, 'an integer 0..5 (0 = default: TLS 1.2 or 1.3)'),
+  DicomWeb: dicomWeb,
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -651,7 +770,7 @@ function assemble(
       return;
     }
     const check = CHECKS[key as keyof Config] as Check<unknown>;
-    given.set(key, check(value, { key, source, baseDir: dir }));
+    given.set(key, check(value, { key, source, baseDir: dir, warn: (message) => warn(warnings, message) }));
     sources.set(key, source);
   };
 
@@ -671,23 +790,27 @@ function assemble(
   // A default value is blamed on the file that turned TLS on.
   checkDicomTls(config as unknown as Config, (key) => sources.get(key) ?? sources.get('DicomTlsEnabled') ?? 'defaults');
 
-  // Orthanc 1.5.8+: remote access without an explicit AuthenticationEnabled turns authentication on, and without
-  // any registered user a default orthanc/orthanc user is created (and /system reports the server insecure).
-  if (config.RemoteAccessAllowed === true) {
-    if (!given.has('AuthenticationEnabled')) {
-      config.AuthenticationEnabled = true;
-      if (Object.keys(config.RegisteredUsers as Record<string, string>).length === 0) {
-        config.RegisteredUsers = { orthanc: 'orthanc' };
-        warn(
-          warnings,
-          'RemoteAccessAllowed is true and no user is registered: HTTP authentication is on with the default user ' +
-            '"orthanc" (password "orthanc"), as Orthanc does. Declare RegisteredUsers to secure the server.',
-        );
-      }
-    } else if (config.AuthenticationEnabled === false) {
-      warn(warnings, 'remote access is allowed while HTTP authentication is disabled: make sure this is intended');
+  // Orthanc 1.5.8+ (its main.cpp): remote access without an explicit AuthenticationEnabled turns authentication on;
+  // authentication with remote access and no registered user creates the default user orthanc/orthanc (and /system
+  // reports the server insecure), whether AuthenticationEnabled was given or not.
+  const remote = config.RemoteAccessAllowed === true;
+  if (remote && !given.has('AuthenticationEnabled')) config.AuthenticationEnabled = true;
+  if (remote && config.AuthenticationEnabled === false) {
+    warn(warnings, 'remote access is allowed while HTTP authentication is disabled: make sure this is intended');
+  }
+  if (config.AuthenticationEnabled === true && Object.keys(config.RegisteredUsers as Record<string, string>).length === 0) {
+    if (remote) {
+      config.RegisteredUsers = { orthanc: 'orthanc' };
+      warn(
+        warnings,
+        'RemoteAccessAllowed is true and no user is registered: HTTP authentication is on with the default user ' +
+          '"orthanc" (password "orthanc"), as Orthanc does. Declare RegisteredUsers to secure the server.',
+      );
+    } else {
+      warn(warnings, 'HTTP authentication is enabled but RegisteredUsers declares no user: every HTTP request will be refused (401)');
     }
   }
+  httpsDefaults(config as unknown as Config, given, baseDir, warnings);
 
   return { config: deepFreeze(config as unknown as Config), warnings, files };
 }
@@ -713,6 +836,22 @@ function checkDicomTls(config: Config, sourceOf: (key: string) => string): void 
   }
   if (config.DicomTlsPrivateKey && !config.DicomTlsCertificate) {
     throw new ConfigError(`${sourceOf('DicomTlsPrivateKey')}: DicomTlsPrivateKey is set but DicomTlsCertificate is not (the PEM file of the certificate)`);
+  }
+}
+
+/**
+ * Orthanc's defaults for the HTTPS files (its main.cpp): with SslEnabled, SslCertificate defaults to
+ * `certificate.pem` and, with SslVerifyPeers, SslTrustedClientCertificates to `trustedCertificates.pem`, both next to
+ * the configuration. The files themselves are read and checked at start-up (`loadHttps` in rest/https.ts).
+ */
+function httpsDefaults(config: Config, given: ReadonlyMap<string, unknown>, baseDir: string, warnings: string[]): void {
+  const mutable = config as { -readonly [K in keyof Config]: Config[K] };
+  if (config.SslEnabled && !given.has('SslCertificate')) mutable.SslCertificate = path.resolve(baseDir, 'certificate.pem');
+  if (config.SslEnabled && config.SslVerifyPeers && !given.has('SslTrustedClientCertificates')) {
+    mutable.SslTrustedClientCertificates = path.resolve(baseDir, 'trustedCertificates.pem');
+  }
+  if (config.SslVerifyPeers && !config.SslEnabled) {
+    warn(warnings, 'SslVerifyPeers is true but SslEnabled is false: client certificates are only checked over HTTPS; ignored');
   }
 }
 
@@ -810,6 +949,7 @@ export function describeConfig(config: Readonly<Config>): string {
     config.RemoteAccessAllowed ? `remote access allowed${config.HttpBindAddress ? ` (bind ${config.HttpBindAddress})` : ''}` : 'localhost only',
     config.AuthenticationEnabled ? `authentication enabled (${users} registered user${users === 1 ? '' : 's'})` : 'no authentication',
   ];
+  if (config.SslEnabled) http.push(`HTTPS only${config.SslVerifyPeers ? ' (client certificates required)' : ''}`);
   const limit = (n: number, unit = ''): string => (n === 0 ? 'unlimited' : `${n}${unit}`);
   const extra = (Object.keys(config.ExtraMainDicomTags) as Array<keyof ExtraMainDicomTags>)
     .filter((level) => config.ExtraMainDicomTags[level].length > 0)

@@ -4,7 +4,7 @@
  */
 import winston from 'winston';
 
-export type LogCategory = 'generic' | 'http' | 'dicom' | 'store' | 'query' | 'jobs' | 'sqlite' | 'config';
+export type LogCategory = 'generic' | 'http' | 'dicom' | 'store' | 'query' | 'jobs' | 'sqlite' | 'config' | 'dicomweb';
 export type LogLevel = 'error' | 'warn' | 'info' | 'verbose' | 'debug' | 'silent';
 
 const root = winston.createLogger({
@@ -35,11 +35,30 @@ export interface CategoryLogger {
 
 const children = new Map<LogCategory, CategoryLogger>();
 
+/** winston's npm priorities: a smaller number is more severe. */
+const PRIORITY: Record<Exclude<LogLevel, 'silent'>, number> = { error: 0, warn: 1, info: 2, verbose: 4, debug: 5 };
+
+/** The level of every category without its own (`setLogLevel`), and the categories' own (`setCategoryLogLevel`). */
+let globalLevel: Exclude<LogLevel, 'silent'> = asLevel(root.level);
+const categoryLevels = new Map<LogCategory, Exclude<LogLevel, 'silent'>>();
+
+function asLevel(name: string): Exclude<LogLevel, 'silent'> {
+  return name in PRIORITY ? (name as Exclude<LogLevel, 'silent'>) : 'info';
+}
+
+/** winston filters too: its level is the most verbose one in use, the facades decide per category. */
+function syncRootLevel(): void {
+  let most = globalLevel;
+  for (const level of categoryLevels.values()) if (PRIORITY[level] > PRIORITY[most]) most = level;
+  root.level = most;
+}
+
 export function logger(category: LogCategory): CategoryLogger {
   let facade = children.get(category);
   if (!facade) {
     const child = root.child({ category });
-    const isEnabled = (level: Exclude<LogLevel, 'silent'>) => !root.silent && root.isLevelEnabled(level);
+    const isEnabled = (level: Exclude<LogLevel, 'silent'>) =>
+      !root.silent && PRIORITY[level] <= PRIORITY[categoryLevels.get(category) ?? globalLevel];
     const at = (level: Exclude<LogLevel, 'silent'>) => (message: string) => {
       if (isEnabled(level)) child.log(level, message);
     };
@@ -55,9 +74,22 @@ export function setLogLevel(level: LogLevel): void {
     return;
   }
   root.silent = false;
-  root.level = level;
+  globalLevel = level;
+  syncRootLevel();
 }
 
 export function getLogLevel(): string {
-  return root.silent ? 'silent' : root.level;
+  return root.silent ? 'silent' : globalLevel;
+}
+
+/** One category's own level (Orthanc's `/tools/log-level-{category}`); `undefined` follows the global level again. */
+export function setCategoryLogLevel(category: LogCategory, level: Exclude<LogLevel, 'silent'> | undefined): void {
+  if (level === undefined) categoryLevels.delete(category);
+  else categoryLevels.set(category, level);
+  syncRootLevel();
+}
+
+/** A category's effective level. */
+export function getCategoryLogLevel(category: LogCategory): Exclude<LogLevel, 'silent'> {
+  return categoryLevels.get(category) ?? globalLevel;
 }

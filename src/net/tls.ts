@@ -14,20 +14,11 @@
  * (DCMTK does not either: modalities are usually addressed by IP and their certificates rarely name it), unless
  * a requestor asks for it with `checkHostname`.
  */
-import { createPrivateKey, X509Certificate, type KeyObject } from 'node:crypto';
-import { readFileSync } from 'node:fs';
 import { isIP } from 'node:net';
-import {
-  connect as tlsConnect,
-  createSecureContext,
-  DEFAULT_CIPHERS,
-  type ConnectionOptions,
-  type SecureContextOptions,
-  type SecureVersion,
-  type TlsOptions,
-} from 'node:tls';
+import { connect as tlsConnect, createSecureContext, type ConnectionOptions, type SecureContextOptions, type TlsOptions } from 'node:tls';
 import { ConfigError } from '../core/errors.js';
 import { logger } from '../core/log.js';
+import { minimumTlsVersion, parseCertificates, parsePrivateKey, readPemFile, validityWarning, withLegacySecurityLevel } from '../core/tls-files.js';
 import type { RequestorTransport } from './association.js';
 
 const log = logger('dicom');
@@ -60,17 +51,8 @@ export interface DicomTls {
   checkHostname?: boolean;
 }
 
-/**
- * Orthanc's `DicomTlsMinimumProtocolVersion` values: 0 is the default profile (DCMTK's non-downgrading BCP 195
- * profile: TLS 1.2 or 1.3), 1 = SSL 3 and above, 2 = TLS 1.0, 3 = TLS 1.1, 4 = TLS 1.2, 5 = TLS 1.3 only. Node's
- * OpenSSL has no SSL 3, so 1 is TLS 1.0 and above.
- */
-export function minimumTlsVersion(value: number): SecureVersion {
-  const versions: SecureVersion[] = ['TLSv1.2', 'TLSv1', 'TLSv1', 'TLSv1.1', 'TLSv1.2', 'TLSv1.3'];
-  const version = versions[value];
-  if (!Number.isInteger(value) || !version) throw new RangeError(`DicomTlsMinimumProtocolVersion ${value} is not 0..5`);
-  return version;
-}
+/** Orthanc's `DicomTlsMinimumProtocolVersion` scale; it lives with the PEM helpers HTTPS shares (core/tls-files.ts). */
+export { minimumTlsVersion };
 
 /**
  * The options shared by both roles: credentials, trusted CAs and protocol versions. TLS 1.0 and 1.1 need OpenSSL's
@@ -81,7 +63,7 @@ function commonOptions(tls: DicomTls): SecureContextOptions {
   if (tls.certificate) options.cert = tls.certificate;
   if (tls.privateKey) options.key = tls.privateKey;
   if (tls.trustedCertificates) options.ca = tls.trustedCertificates;
-  if (tls.minimumProtocolVersion >= 1 && tls.minimumProtocolVersion <= 3) options.ciphers = `${DEFAULT_CIPHERS}:@SECLEVEL=0`;
+  if (tls.minimumProtocolVersion >= 1 && tls.minimumProtocolVersion <= 3) options.ciphers = withLegacySecurityLevel();
   return options;
 }
 
@@ -128,51 +110,6 @@ export function tlsTransport(host: string, port: number, tls: DicomTls): Request
 // ---------------------------------------------------------------------------------------------------------------
 // Loading and checking the files
 
-const CERTIFICATE_BLOCK = /-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g;
-
-function readPem(key: string, file: string): Buffer {
-  try {
-    return readFileSync(file);
-  } catch (e) {
-    throw new ConfigError(`${key}: cannot read ${file} (${(e as Error).message})`);
-  }
-}
-
-/** Every certificate of a PEM file, parsed; at least one. */
-function parseCertificates(key: string, file: string, pem: Buffer): X509Certificate[] {
-  const blocks = pem.toString('latin1').match(CERTIFICATE_BLOCK) ?? [];
-  if (blocks.length === 0) throw new ConfigError(`${key}: ${file} holds no PEM certificate ("-----BEGIN CERTIFICATE-----")`);
-  return blocks.map((block, i) => {
-    try {
-      return new X509Certificate(block);
-    } catch (e) {
-      throw new ConfigError(`${key}: certificate ${i + 1} of ${file} cannot be parsed (${(e as Error).message})`);
-    }
-  });
-}
-
-function parsePrivateKey(key: string, file: string, pem: Buffer): KeyObject {
-  try {
-    return createPrivateKey({ key: pem, format: 'pem' });
-  } catch (e) {
-    const message = (e as Error).message;
-    if (/passphrase|encrypted/i.test(message) || /ENCRYPTED/.test(pem.toString('latin1'))) {
-      throw new ConfigError(`${key}: ${file} is encrypted; pacsnode needs an unencrypted key (openssl pkey -in ${file} -out plain.key)`);
-    }
-    throw new ConfigError(`${key}: ${file} is not a PEM private key (${message})`);
-  }
-}
-
-/** Warns about a certificate outside its validity period: peers will refuse it. */
-function checkValidity(key: string, file: string, certificate: X509Certificate): void {
-  const now = Date.now();
-  if (Date.parse(certificate.validTo) < now) {
-    log.warn(`${key}: the certificate in ${file} (${certificate.subject.replace(/\n/g, ', ')}) expired on ${certificate.validTo}`);
-  } else if (Date.parse(certificate.validFrom) > now) {
-    log.warn(`${key}: the certificate in ${file} (${certificate.subject.replace(/\n/g, ', ')}) is not valid before ${certificate.validFrom}`);
-  }
-}
-
 /**
  * Reads and checks the DICOM TLS files of the configuration: they must exist, parse (certificates, the key), and
  * the key must be the certificate's. An acceptor needs a certificate and a key, and the trusted certificates when
@@ -199,19 +136,20 @@ export function loadDicomTls(config: DicomTlsConfig, role: 'acceptor' | 'request
   };
   minimumTlsVersion(tls.minimumProtocolVersion);
   if (certFile && keyFile) {
-    const certificate = readPem('DicomTlsCertificate', certFile);
+    const certificate = readPemFile('DicomTlsCertificate', certFile);
     const [leaf] = parseCertificates('DicomTlsCertificate', certFile, certificate);
-    const privateKey = readPem('DicomTlsPrivateKey', keyFile);
+    const privateKey = readPemFile('DicomTlsPrivateKey', keyFile);
     const keyObject = parsePrivateKey('DicomTlsPrivateKey', keyFile, privateKey);
     if (!leaf!.checkPrivateKey(keyObject)) {
       throw new ConfigError(`DicomTlsPrivateKey: ${keyFile} is not the private key of the certificate in ${certFile}`);
     }
-    checkValidity('DicomTlsCertificate', certFile, leaf!);
+    const expired = validityWarning('DicomTlsCertificate', certFile, leaf!);
+    if (expired) log.warn(expired);
     tls.certificate = certificate;
     tls.privateKey = privateKey;
   }
   if (trustedFile) {
-    const trusted = readPem('DicomTlsTrustedCertificates', trustedFile);
+    const trusted = readPemFile('DicomTlsTrustedCertificates', trustedFile);
     parseCertificates('DicomTlsTrustedCertificates', trustedFile, trusted);
     tls.trustedCertificates = trusted;
   }

@@ -8,25 +8,33 @@
  * download, as with Orthanc's streamed archives); a client that goes away stops the writing and releases the file
  * being read.
  *
- * `"Synchronous": false` (or `"Asynchronous": true`) needs the jobs engine: answered 501 until archives run as
- * jobs.
+ * `"Synchronous": false` (or `"Asynchronous": true`) in a POST body runs the archive as an `Archive` or `Media` job
+ * (`app/archive-job.ts`), as Orthanc: the answer is `{ID, Path}` at once (after the resources and options were
+ * checked), and the ZIP is then `GET /jobs/{id}/archive`. GET routes are always synchronous, as in Orthanc.
  */
 import { PassThrough } from 'node:stream';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { checkTranscodeTarget, planArchive, writeArchive, type ArchiveRequest } from '../../app/archive.js';
+import { ArchiveJob, mediaArchiveOf } from '../../app/archive-job.js';
 import { PacsError } from '../../core/errors.js';
 import { logger } from '../../core/log.js';
 import { LEVEL_PATHS, Level } from '../../store/levels.js';
 import type { RouteContext } from '../http-server.js';
-import { boolArg, hasArg, readBody, stringArg } from '../request.js';
+import { boolArg, hasArg, json, readBody, stringArg } from '../request.js';
+import { jobRequest, submitJob } from './jobs.js';
 
 const log = logger('http');
 
 type Ctx = RouteContext['ctx'];
 
+/** `GET /jobs/{id}/archive` (served by the jobs routes): the download makes the archive the most recent. */
+const JOB_ARCHIVE_URL = /^\/jobs\/([^/?]+)\/archive(?:\?|$)/;
+
 /** Options of a POST body (Orthanc's `GetJobParameters`, plus 1.12's `Filename`). */
 interface JobOptions {
   synchronous: boolean;
+  /** The job's priority (asynchronous mode). */
+  priority: number;
   extended: boolean;
   transcode?: string;
   filename?: string;
@@ -59,21 +67,18 @@ function stringField(body: Record<string, unknown>, key: string): string | undef
 
 function jobOptions(body: unknown, defaultExtended: boolean): JobOptions {
   if (body === null || typeof body !== 'object' || Array.isArray(body)) {
-    return { synchronous: true, extended: defaultExtended };
+    return { synchronous: true, priority: 0, extended: defaultExtended };
   }
   const o = body as Record<string, unknown>;
-  const synchronousField = boolField(o, 'Synchronous');
-  const asynchronousField = boolField(o, 'Asynchronous');
-  const synchronous = synchronousField ?? (asynchronousField === undefined ? true : !asynchronousField);
-  if (o.Priority !== undefined && (typeof o.Priority !== 'number' || !Number.isSafeInteger(o.Priority))) {
-    throw new PacsError('BadFileFormat', 'Field "Priority" must be an integer');
-  }
+  // Synchronous by default, as Orthanc's archives.
+  const { synchronous, priority = 0 } = jobRequest(o, true);
   if (o.LossyQuality !== undefined && (typeof o.LossyQuality !== 'number' || !Number.isSafeInteger(o.LossyQuality))) {
     throw new PacsError('BadFileFormat', 'Field "LossyQuality" must be an integer');
   }
   const transcode = stringField(o, 'Transcode');
   return {
     synchronous,
+    priority,
     extended: boolField(o, 'Extended') ?? defaultExtended,
     ...(transcode !== undefined ? { transcode: checkTranscodeTarget(transcode) } : {}),
     ...(o.Filename !== undefined ? { filename: stringField(o, 'Filename') } : {}),
@@ -96,21 +101,20 @@ function resourcesOf(body: unknown): string[] {
   return list as string[];
 }
 
-function requireSynchronous(options: JobOptions): void {
-  if (!options.synchronous) {
-    throw new PacsError(
-      'NotImplemented',
-      'asynchronous archives ("Synchronous": false, "Asynchronous": true) come with the jobs engine; ' +
-        'ask for a synchronous one (the default), which is streamed as it is made',
-      { httpStatus: 501 },
-    );
-  }
-}
-
 /** A file name safe in `Content-Disposition: filename="..."` (printable ASCII, no quote or backslash). */
 export function contentFilename(name: string): string {
   const safe = name.replace(/[^\x20-\x7e]|["\\]/g, '_').trim();
   return safe === '' ? 'Archive.zip' : safe;
+}
+
+/** Asynchronous mode: submits an `Archive` (or `Media`) job and answers `{ID, Path}` (Orthanc's SubmitGenericJob). */
+async function submitArchiveJob(ctx: Ctx, reply: FastifyReply, archive: ArchiveRequest, filename: string, priority: number) {
+  const job = new ArchiveJob(
+    { ctx, mediaArchive: mediaArchiveOf(ctx.jobs, ctx.config.MediaArchiveSize) },
+    { request: archive, filename: contentFilename(filename), description: 'REST API' },
+  );
+  const answer = await submitJob(ctx, job, { synchronous: false, priority });
+  return reply.type('application/json').send(json(answer));
 }
 
 /** Plans (errors answered normally), then streams the ZIP as the answer. */
@@ -149,6 +153,13 @@ function sendArchive(ctx: Ctx, request: FastifyRequest, reply: FastifyReply, arc
 }
 
 export function registerArchiveRoutes({ app, ctx }: RouteContext): void {
+  // Orthanc's SharedArchive: an archive downloaded becomes the most recent, the last to be removed.
+  app.addHook('onRequest', async (request) => {
+    if (request.method !== 'GET') return;
+    const match = JOB_ARCHIVE_URL.exec(request.url);
+    if (match) mediaArchiveOf(ctx.jobs, ctx.config.MediaArchiveSize).touch(match[1]!);
+  });
+
   for (const level of [Level.Patient, Level.Study, Level.Series]) {
     const path = LEVEL_PATHS[level];
     for (const media of [false, true]) {
@@ -175,10 +186,11 @@ export function registerArchiveRoutes({ app, ctx }: RouteContext): void {
           extended: media && options.extended,
           ...(options.transcode !== undefined ? { transcode: options.transcode } : {}),
         };
-        // The resource is checked before the asynchronous mode is refused: an unknown ID stays a 404.
+        // Checked first: an unknown ID is a 404 (in the asynchronous mode too, rather than a failed job).
         ctx.store.resource(request.params.id, level);
-        requireSynchronous(options);
-        return sendArchive(ctx, request, reply, archive, options.filename ?? `${request.params.id}.zip`);
+        const filename = options.filename ?? `${request.params.id}.zip`;
+        if (!options.synchronous) return submitArchiveJob(ctx, reply, archive, filename, options.priority);
+        return sendArchive(ctx, request, reply, archive, filename);
       });
     }
   }
@@ -194,14 +206,15 @@ export function registerArchiveRoutes({ app, ctx }: RouteContext): void {
       const options = jobOptions(body, batch.extended);
       const resources = resourcesOf(body);
       for (const id of resources) ctx.store.resource(id);
-      requireSynchronous(options);
       const archive: ArchiveRequest = {
         resources,
         media: batch.media,
         extended: batch.media && options.extended,
         ...(options.transcode !== undefined ? { transcode: options.transcode } : {}),
       };
-      return sendArchive(ctx, request, reply, archive, options.filename ?? 'Archive.zip');
+      const filename = options.filename ?? 'Archive.zip';
+      if (!options.synchronous) return submitArchiveJob(ctx, reply, archive, filename, options.priority);
+      return sendArchive(ctx, request, reply, archive, filename);
     });
 
     app.get(batch.route, async (request, reply) => {

@@ -7,8 +7,9 @@ import { createWriteStream } from 'node:fs';
 import { mkdir, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import { Readable } from 'node:stream';
+import { Readable, type Transform } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
+import { createGunzip, createInflate } from 'node:zlib';
 import type { FastifyReply, FastifyRequest } from 'fastify';
 import { PacsError } from '../../core/errors.js';
 import { logger } from '../../core/log.js';
@@ -130,7 +131,8 @@ export function registerResourceRoutes({ app, ctx }: RouteContext): void {
 async function uploadInstances(ctx: RouteContext['ctx'], request: FastifyRequest, reply: FastifyReply) {
   const origin: Origin = { kind: 'rest', remoteIp: request.socket.remoteAddress, httpUsername: request.httpUsername };
   const maxBytes = ctx.config.MaximumHttpBodySize * 1024 * 1024;
-  const { input, head, empty } = await takeInput(request.raw as AsyncIterable<Buffer>, { maxBytes, tooLarge: () => tooLarge(maxBytes) });
+  // MaximumHttpBodySize bounds the decoded body: a small gzip cannot expand into an unbounded upload.
+  const { input, head, empty } = await takeInput(decodedBody(request), { maxBytes, tooLarge: () => tooLarge(maxBytes) });
   if (empty) throw new PacsError('BadFileFormat', 'empty request body: expected a DICOM file or a ZIP archive');
   if (head.length >= 4 && head.readUInt32LE(0) === 0x04034b50) {
     const results = await storeZip(ctx, Buffer.isBuffer(input) ? Readable.from([input]) : input, origin);
@@ -138,6 +140,34 @@ async function uploadInstances(ctx: RouteContext['ctx'], request: FastifyRequest
   }
   const result = await ctx.store.store(input, origin);
   return reply.type('application/json').send(json(result));
+}
+
+/**
+ * The request body, decoded when it comes with `Content-Encoding: gzip` or `deflate` (as Orthanc's HTTP server
+ * accepts, and as Orthanc peers send with `Compress`). A corrupted compressed body is a 400.
+ */
+function decodedBody(request: FastifyRequest): AsyncIterable<Buffer> {
+  const raw = request.raw as Readable;
+  const encoding = String(request.headers['content-encoding'] ?? '').trim().toLowerCase();
+  if (encoding === '' || encoding === 'identity') return raw;
+  let decoder: Transform;
+  if (encoding === 'gzip' || encoding === 'x-gzip') decoder = createGunzip();
+  else if (encoding === 'deflate') decoder = createInflate();
+  else throw new PacsError('BadRequest', `unsupported Content-Encoding "${encoding}": expected gzip, deflate or none`);
+  raw.on('error', (e) => decoder.destroy(e));
+  raw.pipe(decoder);
+  return (async function* () {
+    try {
+      for await (const chunk of decoder as AsyncIterable<Buffer>) yield chunk;
+    } catch (e) {
+      if (typeof (e as { errno?: unknown }).errno === 'number' && (e as { code?: string }).code?.startsWith('Z_')) {
+        throw new PacsError('BadFileFormat', `the ${encoding} body cannot be decoded: ${(e as Error).message}`);
+      }
+      throw e;
+    } finally {
+      raw.unpipe(decoder);
+    }
+  })();
 }
 
 type ZipAnswer = StoreResult | { Filename: string; Status: 'Failure'; Details: string };

@@ -4,7 +4,7 @@
  */
 import { PacsError } from '../../core/errors.js';
 import { tagFromKeywordOrString } from '../../dicom/dictionary.js';
-import { ALL_TRANSFER_SYNTAXES } from '../../dicom/transfer-syntax.js';
+import { getCategoryLogLevel, getLogLevel, logger, setCategoryLogLevel, setLogLevel, type LogCategory, type LogLevel } from '../../core/log.js';
 import { generateUid } from '../../dicom/uids.js';
 import type { FindConstraint, FindOrder, FindQuery } from '../../query/engine.js';
 import { LEVEL_IDENTIFIER, LEVEL_NAMES, LEVEL_PATHS, LEVELS, parseLevel } from '../../store/levels.js';
@@ -151,6 +151,50 @@ const ENCODINGS = [
   'Hebrew', 'Thai', 'Japanese', 'Chinese', 'Korean', 'JapaneseKanji', 'SimplifiedChinese',
 ] as const;
 
+const log = logger('dicom');
+
+/** Orthanc's log categories (and pacsnode's own) -> pacsnode's; "plugins" is the DICOMweb server (a plugin in Orthanc). */
+const LOG_CATEGORIES = new Map<string, LogCategory>([
+  ['generic', 'generic'], ['http', 'http'], ['dicom', 'dicom'], ['sqlite', 'sqlite'], ['jobs', 'jobs'], ['plugins', 'dicomweb'],
+  ['store', 'store'], ['query', 'query'], ['config', 'config'], ['dicomweb', 'dicomweb'],
+]);
+
+function logCategory(name: string): LogCategory {
+  const category = LOG_CATEGORIES.get(name);
+  if (category === undefined) throw new PacsError('UnknownResource', `unknown log category: ${name}`);
+  return category;
+}
+
+const ORTHANC_LEVELS: Record<string, Exclude<LogLevel, 'silent'>> = { default: 'info', verbose: 'verbose', trace: 'debug' };
+
+function parseOrthancLevel(body: string): Exclude<LogLevel, 'silent'> {
+  const level = ORTHANC_LEVELS[body.trim().toLowerCase()];
+  if (level === undefined) throw new PacsError('ParameterOutOfRange', `unknown log level "${body.trim()}": expected default, verbose or trace`);
+  return level;
+}
+
+function orthancLevelName(level: string): string {
+  if (level === 'debug') return 'trace';
+  return level === 'verbose' ? 'verbose' : 'default';
+}
+
+/** Orthanc's boolean bodies: "1", "0", "true", "false". */
+function parseBooleanBody(body: string): boolean {
+  const text = body.trim().toLowerCase();
+  if (text === '1' || text === 'true') return true;
+  if (text === '0' || text === 'false') return false;
+  throw new PacsError('BadFileFormat', `expected a boolean body ("0", "1", "true" or "false"), found "${body.trim().slice(0, 40)}"`);
+}
+
+/** A JSON body, or its text when it is not JSON (a bare UID). */
+function jsonOrText(body: string): unknown {
+  try {
+    return JSON.parse(body) as unknown;
+  } catch {
+    return body.trim();
+  }
+}
+
 export function registerToolsRoutes({ app, ctx }: RouteContext): void {
   app.post('/tools/find', async (request, reply) => {
     const find = parseFindRequest(ctx, await readJsonObject(request));
@@ -211,12 +255,47 @@ export function registerToolsRoutes({ app, ctx }: RouteContext): void {
     return reply.type('text/plain').send(encoding);
   });
 
+  // Changed in memory, as in Orthanc: new associations see the change, the configuration file does not.
+  const { dicomSettings } = ctx;
   app.get('/tools/accepted-transfer-syntaxes', async (_request, reply) =>
-    reply.type('application/json').send(json(ALL_TRANSFER_SYNTAXES.map((t) => t.uid))),
+    reply.type('application/json').send(json(dicomSettings.acceptedTransferSyntaxes)),
   );
+  app.put('/tools/accepted-transfer-syntaxes', async (request, reply) => {
+    const body = jsonOrText((await readBody(request)).toString('utf8'));
+    const patterns = typeof body === 'string' ? [body] : body;
+    if (!Array.isArray(patterns) || !patterns.every((p): p is string => typeof p === 'string')) {
+      throw new PacsError('BadFileFormat', 'expected a transfer syntax UID or a list of them (wildcards * and ? allowed)');
+    }
+    const accepted = dicomSettings.setAcceptedTransferSyntaxes(patterns);
+    log.info(`accepted transfer syntaxes changed: ${accepted.length} now`);
+    return reply.type('application/json').send(json(accepted));
+  });
   app.get('/tools/unknown-sop-class-accepted', async (_request, reply) =>
-    reply.type('text/plain').send(ctx.config.UnknownSopClassAccepted ? '1' : '0'),
+    reply.type('text/plain').send(dicomSettings.unknownSopClassAccepted ? '1' : '0'),
   );
+  app.put('/tools/unknown-sop-class-accepted', async (request, reply) => {
+    dicomSettings.unknownSopClassAccepted = parseBooleanBody((await readBody(request)).toString('utf8'));
+    return reply.type('text/plain').send('');
+  });
+
+  // Orthanc's log levels: "default" (info), "verbose", "trace" (debug); globally or per category.
+  app.get('/tools/log-level', async (_request, reply) => reply.type('text/plain').send(orthancLevelName(getLogLevel())));
+  app.put('/tools/log-level', async (request, reply) => {
+    const level = parseOrthancLevel((await readBody(request)).toString('utf8'));
+    // As Orthanc: the global level applies to every category again.
+    for (const category of LOG_CATEGORIES.values()) setCategoryLogLevel(category, undefined);
+    setLogLevel(level);
+    return reply.type('text/plain').send(orthancLevelName(level));
+  });
+  app.get<{ Params: { category: string } }>('/tools/log-level-:category', async (request, reply) =>
+    reply.type('text/plain').send(orthancLevelName(getCategoryLogLevel(logCategory(request.params.category)))),
+  );
+  app.put<{ Params: { category: string } }>('/tools/log-level-:category', async (request, reply) => {
+    const category = logCategory(request.params.category);
+    const level = parseOrthancLevel((await readBody(request)).toString('utf8'));
+    setCategoryLogLevel(category, level);
+    return reply.type('text/plain').send(orthancLevelName(level));
+  });
 
   app.get('/tools/generate-uid', async (_request, reply) => reply.type('text/plain').send(generateUid()));
   app.get('/tools/now', async (_request, reply) => reply.type('text/plain').send(isoNow()));

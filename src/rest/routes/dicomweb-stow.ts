@@ -1,0 +1,31 @@
+/**
+ * STOW-RS routes under the DICOMweb root (PS3.18 §10.5): `POST studies` and `POST studies/{study}`, the body
+ * read as a stream into the shared ingestion path (src/dicomweb/stow.ts).
+ */
+import type { FastifyReply, FastifyRequest } from 'fastify';
+import type { DicomWebOptions } from '../../dicomweb/options.js';
+import { stowBoundary, stowResponseFormat, storeInstances } from '../../dicomweb/stow.js';
+import { checkUid, publicBase } from '../../dicomweb/uris.js';
+import type { RouteContext } from '../http-server.js';
+
+export function registerStowRoutes({ app, ctx }: RouteContext, options: DicomWebOptions): void {
+  const stow = async (request: FastifyRequest<{ Params: { study?: string } }>, reply: FastifyReply) => {
+    // Everything that can be refused is checked before the body is read.
+    const expectedStudy = request.params.study === undefined ? undefined : checkUid(request.params.study, 'Study Instance UID');
+    const format = stowResponseFormat(request.headers.accept);
+    const boundary = stowBoundary(request.headers['content-type']);
+    const answer = await storeInstances(ctx.store, {
+      body: request.raw,
+      boundary,
+      expectedStudy,
+      base: publicBase(request, options),
+      // As Orthanc's DICOMweb plugin, which stores through the core's REST API from a plugin.
+      origin: { kind: 'plugin', remoteIp: request.socket.remoteAddress },
+      format,
+    });
+    if (answer.warning !== undefined) reply.header('Warning', `299 pacsnode: ${answer.warning.replace(/[\r\n"]/g, ' ')}`);
+    return reply.code(answer.status).type(answer.contentType).send(answer.body);
+  };
+  app.post(`${options.root}studies`, stow);
+  app.post(`${options.root}studies/:study`, stow);
+}
