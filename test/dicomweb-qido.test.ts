@@ -112,6 +112,9 @@ describe('DICOMweb QIDO-RS', function () {
     const [a] = await search(s, `/dicom-web/studies?StudyInstanceUID=${ST1}&includefield=00081030%2C00080060&includefield=PatientAge`);
     expect(value(a!, '00081030')).to.equal('Chest CT');
     expect(a!['00101010']).to.deep.equal({ vr: 'AS' });
+    // A sequence path asks for the top-level sequence (absent here: listed empty).
+    const [seq] = await search(s, `/dicom-web/studies?StudyInstanceUID=${ST1}&includefield=00081032.00080100`);
+    expect(seq!['00081032']).to.deep.equal({ vr: 'SQ' });
     const [b] = await search(s, `/dicom-web/studies?StudyInstanceUID=${ST1}&includefield=all`);
     expect(value(b!, '00081030')).to.equal('Chest CT');
     expect(value(b!, '00101000')).to.equal(undefined);

@@ -234,6 +234,31 @@ describe('DICOMweb WADO-RS', function () {
     expect(all.map((b) => files.findIndex((f) => f.equals(Buffer.from(b)))).sort()).to.deep.equal([0, 1, 2, 3, 4]);
   });
 
+  it('a client that leaves in the middle of a study costs nothing: no error escapes, the next request is served', async () => {
+    const study = generateUid();
+    const files = Array.from({ length: 12 }, (_, i) => makeInstance({ studyInstanceUid: study, instanceNumber: i, pixelBytes: 400000 }));
+    await dw.storeInstances({ datasets: files.map(arrayBuffer) });
+    const unhandled: unknown[] = [];
+    const onUnhandled = (e: unknown) => unhandled.push(e);
+    process.on('unhandledRejection', onUnhandled);
+    try {
+      for (let attempt = 0; attempt < 3; attempt++) {
+        const controller = new AbortController();
+        const res = await fetch(`${s.url}/dicom-web/studies/${study}`, { signal: controller.signal });
+        const reader = res.body!.getReader();
+        await reader.read(); // the first bytes, then the client goes away
+        controller.abort();
+        await reader.read().catch(() => undefined);
+      }
+      const whole = await parts(await get(`${s.url}/dicom-web/studies/${study}`));
+      expect(whole).to.have.length(12);
+      await new Promise((r) => setTimeout(r, 50)); // let the server's aborted reads settle
+      expect(unhandled).to.deep.equal([]);
+    } finally {
+      process.off('unhandledRejection', onUnhandled);
+    }
+  });
+
   describe('transfer syntax negotiation', () => {
     const accept = (ts: string) => ({ Accept: `multipart/related; type="application/dicom"; transfer-syntax=${ts}` });
 

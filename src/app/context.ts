@@ -7,6 +7,8 @@ import { join } from 'node:path';
 import type { Config } from '../config/schema.js';
 import { logger } from '../core/log.js';
 import { PACSNODE_VERSION } from '../core/version.js';
+import { startMetadataCacheBuilder } from '../dicomweb/metadata.js';
+import { dicomWebOptions } from '../dicomweb/options.js';
 import { JobsEngine } from '../jobs/engine.js';
 import { ModalityRegistry } from '../modalities/registry.js';
 import { loadDicomTls, type DicomTls } from '../net/tls.js';
@@ -20,6 +22,7 @@ import { openJobsTemporaryDirectory } from './archive-job.js';
 import { DicomSettings } from './dicom-settings.js';
 import { modalityStoreJobType, type ModalityStoreDeps } from './modality-store-job.js';
 import { peerStoreJobType } from './peer-store-job.js';
+import { ScuSessionPool } from './scu-pool.js';
 
 const log = logger('generic');
 
@@ -81,6 +84,8 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
     extraMainDicomTags: config.ExtraMainDicomTags,
   });
   await store.open();
+  // DICOMweb's series metadata cache, built in the background once a series goes quiet (dicomweb/metadata.ts).
+  const metadataCacheBuilder = startMetadataCacheBuilder(store, dicomWebOptions(config));
   const engine = new QueryEngine(store, {
     storageAccessOnFind: config.StorageAccessOnFind,
     limitFindResults: config.LimitFindResults,
@@ -109,11 +114,14 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
   });
   let requestorTls: DicomTls | undefined;
   const loadRequestorTls = () => (requestorTls ??= loadDicomTls(config, 'requestor'));
+  // DicomAssociationCloseDelay: the store jobs' associations stay open that long for the next job (app/scu-pool.ts).
+  const scuPool = new ScuSessionPool(config.DicomAssociationCloseDelay * 1000);
   const modalityStoreDeps: ModalityStoreDeps = {
     index,
     store,
     requestorTls: loadRequestorTls,
     scuTimeoutMs: config.DicomScuTimeout * 1000,
+    sessions: scuPool,
   };
   jobs.registerType(modalityStoreJobType(modalityStoreDeps));
   const peers = new PeerRegistry(config.OrthancPeers, config.OrthancPeersInDatabase ? peersInIndex(index) : undefined);
@@ -147,7 +155,9 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
       if (closed) return;
       closed = true;
       await jobs.close();
+      await scuPool.close();
       await jobsTemp.close();
+      await metadataCacheBuilder?.close();
       await store.close();
       index.close();
     },

@@ -1,6 +1,7 @@
 /**
  * Orthanc's `DicomModalityStore` job: C-STORE a set of stored instances to a DICOM node, every instance in one
- * step on one association (as Orthanc, which keeps its association open between instances). A cancel stops it
+ * step on one association (as Orthanc, which keeps its association open between instances; with
+ * `DicomAssociationCloseDelay`, it stays open for the next job to the same node: `deps.sessions`). A cancel stops it
  * before the next instance; a pause applies once the association is done; the position advances with each instance
  * answered and the job is saved, so that it resumes after a restart. The asynchronous C-MOVE SCP
  * (`SynchronousCMove: false`) runs its sub-operations as such a job; `POST /modalities/{id}/store` too.
@@ -11,6 +12,7 @@ import { Tags } from '../dicom/tag.js';
 import { storeInstances } from '../dimse/scu/store.js';
 import type { Job, JobRuntime, JobStepResult, JobType } from '../jobs/job.js';
 import { StepResult } from '../jobs/job.js';
+import type { ScuSessionPool } from './scu-pool.js';
 import { scuTarget } from './scu-target.js';
 import type { DicomTls } from '../net/tls.js';
 import { MetadataType, type SqliteIndex } from '../store/sqlite-index.js';
@@ -30,6 +32,8 @@ export interface ModalityStoreDeps {
   scuTimeoutMs: number;
   /** Records an instance sent in `/exports` (set when `LogExportedResources` is true). */
   logExport?: (publicId: string, remoteAet: string) => void;
+  /** The associations kept open between jobs (`DicomAssociationCloseDelay`, `scu-pool.ts`); default: one per job. */
+  sessions?: ScuSessionPool;
 }
 
 /** The saved state of a job (also what it is created from). */
@@ -97,6 +101,7 @@ export class ModalityStoreJob implements Job {
             moveOriginator: state.moveOriginator,
             priority: state.dimsePriority,
             signal: runtime.signal,
+            sessions: deps.sessions,
             onResult: (result, done) => {
               if (runtime.signal.aborted && result.outcome === 'skipped') return;
               if (result.outcome === 'failed') state.failed.push(result.source);

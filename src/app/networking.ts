@@ -32,7 +32,7 @@ export interface Networking {
   localAet(modality: RemoteModality, override?: string): string;
   /** The DIMSE timeout in ms: the call's `Timeout` (s), else the modality's `Timeout`, else `DicomScuTimeout`; 0 = none. */
   timeoutMs(modality: RemoteModality, overrideSeconds?: number): number;
-  /** Where an SCU goes for a modality. */
+  /** Where an SCU goes for a modality (what the store jobs keep open to it is released first). */
   target(modality: RemoteNode, callingAet: string, timeoutMs: number): ScuTarget;
   /** Logs a resource sent to a modality in `/exports` when `LogExportedResources` is true (Orthanc's LogExportedResource). */
   logExport(publicId: string, modalityName: string): void;
@@ -110,7 +110,11 @@ export function networking(ctx: AppContext): Networking {
   if (existing) return existing;
   const { config } = ctx;
   loadModalitiesFromIndex(ctx);
-  const retrieveDeps: RetrieveDeps = { store: ctx.store, requestorTls: ctx.requestorTls };
+  // Many nodes serve one association at a time (DCMTK's storescp): a store association kept open to a node
+  // (DicomAssociationCloseDelay) is released before another operation associates with it.
+  const pool = ctx.modalityStoreDeps.sessions;
+  const releaseKept = (host: string, port: number): Promise<void> => pool?.releaseNode(host, port) ?? Promise.resolve();
+  const retrieveDeps: RetrieveDeps = { store: ctx.store, requestorTls: ctx.requestorTls, releaseKept };
   for (const type of retrieveJobTypes(retrieveDeps)) ctx.jobs.registerType(type);
   const logExport = (publicId: string, remote: string): void => {
     if (!config.LogExportedResources) return;
@@ -123,7 +127,10 @@ export function networking(ctx: AppContext): Networking {
     queries: new QueryArchive(config.QueryRetrieveSize),
     localAet: (modality, override) => (override !== undefined && override !== '' ? override : modality.localAet || config.DicomAet),
     timeoutMs: (modality, overrideSeconds) => 1000 * (overrideSeconds ?? (modality.timeout > 0 ? modality.timeout : config.DicomScuTimeout)),
-    target: (modality, callingAet, timeoutMs) => scuTarget(modality, callingAet, timeoutMs, ctx.requestorTls),
+    target: (modality, callingAet, timeoutMs) => {
+      void releaseKept(modality.host, modality.port); // the A-RELEASE-RQ goes out now, before the caller connects
+      return scuTarget(modality, callingAet, timeoutMs, ctx.requestorTls);
+    },
     logExport,
     instancesOf(publicIds) {
       const out = new Set<string>();

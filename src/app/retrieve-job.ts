@@ -56,6 +56,8 @@ export interface RetrieveState {
 export interface RetrieveDeps {
   store: DicomStore;
   requestorTls(): DicomTls;
+  /** Releases the store association kept open to a node before associating with it again (`scu-pool.ts`). */
+  releaseKept?: (host: string, port: number) => Promise<void>;
 }
 
 function failure(category: RetrieveSummary['category']): boolean {
@@ -82,6 +84,7 @@ export class RetrieveJob implements Job {
     const item = state.items[state.position];
     if (!item) return StepResult.success();
     const target = scuTarget(state.remote, state.localAet, state.timeoutMs, deps.requestorTls);
+    await deps.releaseKept?.(state.remote.host, state.remote.port);
     const request = { model: item.model, level: item.level, keys: item.send ?? item.keys };
     const where = `${state.method} SCU to AET "${state.remote.aet}" (${state.remote.host}:${state.remote.port})`;
     let summary;

@@ -31,8 +31,8 @@ export function scuTarget(node: RemoteNode, callingAet: string, timeoutMs: numbe
     timeouts: {
       connectMs: timeoutMs > 0 ? timeoutMs : DEFAULT_CONNECT_MS,
       responseMs: timeoutMs > 0 ? timeoutMs : DEFAULT_RESPONSE_MS,
-      // After an abort, the association waits ARTIM for the peer to close (twice, for a peer that never answers):
-      // bounded by the timeout too, so that a silent node fails within about three times the timeout.
+      // The caller is answered as soon as a timeout fires; after the A-ABORT, the socket waits ARTIM for the peer
+      // to close, then is cut: bounded by the timeout too, so that a silent node's socket is gone soon after.
       artimMs: timeoutMs > 0 ? Math.min(timeoutMs, DEFAULT_ARTIM_MS) : DEFAULT_ARTIM_MS,
     },
   };

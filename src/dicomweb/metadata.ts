@@ -10,7 +10,8 @@
  *   of three instances (first, middle, last) share.
  *
  * The metadata cache (`EnableMetadataCache`): the Full answer of a series is kept, gzipped, as attachment 4301 of
- * the series (as the plugin does), written once its first read has been answered. It carries a signature of the
+ * the series (as the plugin does), written ahead of the first read by `MetadataCacheBuilder` once the series has
+ * gone quiet after a change, or by a read that finds none (after answering). It carries a signature of the
  * series' instances (their public IDs and the UUIDs of their files), so an instance added, deleted or overwritten
  * makes it stale: it is then rebuilt. The latest series are also kept in memory (32 M characters). The cached
  * text holds a marker in place of the public base, so one entry serves every host name.
@@ -29,7 +30,7 @@ import { ResourceAttachments } from '../store/attachments.js';
 import { Level } from '../store/levels.js';
 import type { IndexConstraint } from '../store/lookup.js';
 import { MetadataType, type ResourceRow } from '../store/sqlite-index.js';
-import type { DicomStore } from '../store/store.js';
+import type { DeletedEvent, DicomStore, StoredInstanceEvent } from '../store/store.js';
 import type { DicomWebOptions, MetadataMode } from './options.js';
 import { fileAttributes, textToDicomJson } from './qido.js';
 import { bulkDataUri } from './uris.js';
@@ -118,6 +119,72 @@ async function fullSeriesText(store: DicomStore, instances: readonly ResourceRow
   return parts.join(',');
 }
 
+/** What one store's metadata cache holds besides its attachments. */
+class CacheState {
+  /** The most recently used series texts. */
+  readonly memory = new MemoryCache();
+  /** Attachment writes in progress. */
+  readonly writes = new Set<Promise<void>>();
+  /** Texts being computed: series id -> signature and text, so a read and the builder never compute one twice. */
+  readonly computing = new Map<number, { signature: string; text: Promise<string> }>();
+  /** Series texts computed from the files so far (by reads and by the builder). */
+  computed = 0;
+  /** The background builder, when one runs on this store. */
+  builder: MetadataCacheBuilder | undefined;
+}
+
+const cacheStates = new WeakMap<DicomStore, CacheState>();
+
+function cacheState(store: DicomStore): CacheState {
+  let state = cacheStates.get(store);
+  if (!state) cacheStates.set(store, (state = new CacheState()));
+  return state;
+}
+
+/** A series' cached text (memory, then attachment 4301) if it has `signature`, else undefined. */
+async function cachedText(store: DicomStore, series: ResourceRow, signature: string): Promise<string | undefined> {
+  const state = cacheState(store);
+  const text = state.memory.get(series.id, signature);
+  if (text !== undefined) return text;
+  const att = store.index.attachment(series.id, METADATA_CACHE_ATTACHMENT);
+  if (!att) return undefined;
+  try {
+    const cached = (await gunzipAsync(await store.readAttachment(att))).toString('utf8');
+    const newline = cached.indexOf('\n');
+    if (newline <= 0 || cached.slice(0, newline) !== signature) return undefined;
+    const found = cached.slice(newline + 1);
+    state.memory.set(series.id, signature, found);
+    return found;
+  } catch (e) {
+    log.warn(`metadata cache of series ${series.publicId} unreadable, rebuilt: ${(e as Error).message}`);
+    return undefined;
+  }
+}
+
+/**
+ * Computes a series' text from its files, keeps it in memory and starts writing attachment 4301 (not awaited: a
+ * reader does not wait for the write, see `metadataCacheWritten`). A computation of the same content already running
+ * is joined.
+ */
+function computeText(store: DicomStore, series: ResourceRow, instances: readonly ResourceRow[], signature: string): Promise<string> {
+  const state = cacheState(store);
+  const running = state.computing.get(series.id);
+  if (running?.signature === signature) return running.text;
+  state.computed++;
+  const text = fullSeriesText(store, instances).then((t) => {
+    state.memory.set(series.id, signature, t);
+    trackWrite(state, writeCache(store, series, `${signature}\n${t}`));
+    return t;
+  });
+  const entry = { signature, text };
+  state.computing.set(series.id, entry);
+  const done = () => {
+    if (state.computing.get(series.id) === entry) state.computing.delete(series.id);
+  };
+  text.then(done, done);
+  return text;
+}
+
 /**
  * A series' Full metadata as the elements of a JSON array (no brackets), with `base` in the BulkDataURIs: from
  * the cache when it is current, else computed (and cached when `EnableMetadataCache`).
@@ -125,27 +192,10 @@ async function fullSeriesText(store: DicomStore, instances: readonly ResourceRow
 async function fullSeries(context: MetadataContext, series: ResourceRow, base: string): Promise<string> {
   const { store, options } = context;
   const instances = store.index.children(series.id);
-  let text: string | undefined;
+  let text: string;
   if (options.enableMetadataCache) {
     const signature = seriesSignature(store, instances);
-    const memory = memoryCache(store);
-    text = memory.get(series.id, signature);
-    const att = text === undefined ? store.index.attachment(series.id, METADATA_CACHE_ATTACHMENT) : undefined;
-    if (att) {
-      try {
-        const cached = (await gunzipAsync(await store.readAttachment(att))).toString('utf8');
-        const newline = cached.indexOf('\n');
-        if (newline > 0 && cached.slice(0, newline) === signature) text = cached.slice(newline + 1);
-      } catch (e) {
-        log.warn(`metadata cache of series ${series.publicId} unreadable, rebuilt: ${(e as Error).message}`);
-      }
-    }
-    if (text === undefined) {
-      text = await fullSeriesText(store, instances);
-      // Written after the answer: the client does not wait for the cache (see `metadataCacheWritten`).
-      trackWrite(store, writeCache(store, series, `${signature}\n${text}`));
-    }
-    memory.set(series.id, signature, text);
+    text = (await cachedText(store, series, signature)) ?? (await computeText(store, series, instances, signature));
   } else {
     text = await fullSeriesText(store, instances);
   }
@@ -184,27 +234,15 @@ class MemoryCache {
 }
 
 const MEMORY_CACHE_CHARS = 32 << 20;
-const memoryCaches = new WeakMap<DicomStore, MemoryCache>();
 
-function memoryCache(store: DicomStore): MemoryCache {
-  let cache = memoryCaches.get(store);
-  if (!cache) memoryCaches.set(store, (cache = new MemoryCache()));
-  return cache;
-}
-
-/** Cache writes in progress, per store. */
-const pendingWrites = new WeakMap<DicomStore, Set<Promise<void>>>();
-
-function trackWrite(store: DicomStore, write: Promise<void>): void {
-  let set = pendingWrites.get(store);
-  if (!set) pendingWrites.set(store, (set = new Set()));
-  set.add(write);
-  void write.finally(() => set.delete(write));
+function trackWrite(state: CacheState, write: Promise<void>): void {
+  state.writes.add(write);
+  void write.finally(() => state.writes.delete(write));
 }
 
 /** Resolves once the metadata cache writes started so far are done (for tests and orderly shutdowns). */
 export async function metadataCacheWritten(store: DicomStore): Promise<void> {
-  await Promise.all([...(pendingWrites.get(store) ?? [])]);
+  await Promise.all([...(cacheStates.get(store)?.writes ?? [])]);
 }
 
 async function writeCache(store: DicomStore, series: ResourceRow, text: string): Promise<void> {
@@ -215,6 +253,157 @@ async function writeCache(store: DicomStore, series: ResourceRow, text: string):
     // The series may have been deleted meanwhile: the answer stands, only the cache is lost.
     log.warn(`cannot write the metadata cache of series ${series.publicId}: ${(e as Error).message}`);
   }
+}
+
+// ------------------------------------------------------------------ the background builder
+
+/** How long a series must go without a new or deleted instance before the builder writes its cache. */
+export const METADATA_CACHE_QUIET_MS = 1000;
+
+export interface MetadataCacheBuilderSettings {
+  /** A series is built once it has not changed for this long (ms). */
+  quietMs: number;
+  /** Series built at the same time. */
+  concurrency: number;
+}
+
+/**
+ * Writes the metadata cache of a series ahead of its first read: when the series has gone `quietMs` without a new,
+ * overwritten or deleted instance. The ingestion path only notifies (the store's `stored` and `deleted` events:
+ * one map update per instance); the builds run later, `concurrency` at a time, each reading a few files at a time,
+ * and a read of a series being built joins the build. A series still current in the cache is skipped; one deleted
+ * meanwhile is dropped. Series waiting when the server stops are built by their first read after the restart.
+ */
+export class MetadataCacheBuilder {
+  /** Series public ID -> time of its last change (ms), least recently changed first. */
+  private readonly changed = new Map<string, number>();
+  /** Series quiet long enough, waiting for a build slot. */
+  private readonly due = new Set<string>();
+  private readonly running = new Set<Promise<void>>();
+  private timer: NodeJS.Timeout | undefined;
+  private waiters: Array<() => void> = [];
+  private closed = false;
+  private readonly onStored = (event: StoredInstanceEvent) => this.touch(event.result.ParentSeries);
+  private readonly onDeleted = (event: DeletedEvent) => {
+    for (const row of event.deleted) {
+      if (row.level !== Level.Series) continue;
+      this.changed.delete(row.publicId);
+      this.due.delete(row.publicId);
+    }
+    if (event.remainingAncestor?.level === Level.Series) this.touch(event.remainingAncestor.publicId);
+  };
+
+  constructor(
+    private readonly store: DicomStore,
+    private readonly settings: MetadataCacheBuilderSettings = { quietMs: METADATA_CACHE_QUIET_MS, concurrency: 1 },
+  ) {
+    store.on('stored', this.onStored);
+    store.on('deleted', this.onDeleted);
+  }
+
+  /** Series changed, waiting or being built. */
+  get pending(): number {
+    return this.changed.size + this.due.size + this.running.size;
+  }
+
+  /** Resolves when no series is waiting nor being built and the cache writes are done. */
+  async idle(): Promise<void> {
+    while (this.pending > 0 && !this.closed) await new Promise<void>((resolve) => this.waiters.push(resolve));
+    await metadataCacheWritten(this.store);
+  }
+
+  /** Stops listening, drops the waiting series, waits for the builds running. */
+  async close(): Promise<void> {
+    this.closed = true;
+    const state = cacheStates.get(this.store);
+    if (state?.builder === this) state.builder = undefined;
+    this.store.off('stored', this.onStored);
+    this.store.off('deleted', this.onDeleted);
+    if (this.timer) clearInterval(this.timer);
+    this.timer = undefined;
+    this.changed.clear();
+    this.due.clear();
+    await Promise.allSettled([...this.running]);
+    this.notify();
+  }
+
+  private touch(seriesPublicId: string): void {
+    if (this.closed) return;
+    this.changed.delete(seriesPublicId);
+    this.changed.set(seriesPublicId, Date.now());
+    if (!this.timer) {
+      this.timer = setInterval(() => this.sweep(), Math.max(10, this.settings.quietMs / 4));
+      this.timer.unref();
+    }
+  }
+
+  private sweep(): void {
+    const limit = Date.now() - this.settings.quietMs;
+    for (const [publicId, at] of this.changed) {
+      if (at > limit) break;
+      this.changed.delete(publicId);
+      this.due.add(publicId);
+    }
+    if (this.changed.size === 0 && this.timer) {
+      clearInterval(this.timer);
+      this.timer = undefined;
+    }
+    this.pump();
+  }
+
+  private pump(): void {
+    while (!this.closed && this.running.size < this.settings.concurrency && this.due.size > 0) {
+      const publicId = this.due.values().next().value as string;
+      this.due.delete(publicId);
+      const build: Promise<void> = this.build(publicId)
+        .catch((e: unknown) => log.warn(`cannot build the metadata cache of series ${publicId}: ${(e as Error).message}`))
+        .finally(() => {
+          this.running.delete(build);
+          this.pump();
+        });
+      this.running.add(build);
+    }
+    this.notify();
+  }
+
+  private notify(): void {
+    if (this.pending > 0 && !this.closed) return;
+    const waiters = this.waiters;
+    this.waiters = [];
+    for (const resolve of waiters) resolve();
+  }
+
+  private async build(publicId: string): Promise<void> {
+    const series = this.store.index.findByPublicId(publicId);
+    if (!series || series.level !== Level.Series) return; // deleted meanwhile
+    const instances = this.store.index.children(series.id);
+    if (instances.length === 0) return;
+    const signature = seriesSignature(this.store, instances);
+    if ((await cachedText(this.store, series, signature)) !== undefined) return;
+    log.debug(`building the metadata cache of series ${publicId} (${instances.length} instances)`);
+    await computeText(this.store, series, instances, signature);
+    await metadataCacheWritten(this.store);
+  }
+}
+
+/**
+ * Starts the background builder of a store's metadata cache when the cache serves something: `EnableMetadataCache`
+ * with `Full` series or study metadata. Returns it (to close before the store), or undefined.
+ */
+export function startMetadataCacheBuilder(store: DicomStore, options: DicomWebOptions, settings?: MetadataCacheBuilderSettings): MetadataCacheBuilder | undefined {
+  const full = options.seriesMetadata === 'Full' || options.studiesMetadata === 'Full';
+  if (!options.enable || !options.enableMetadataCache || !full) return undefined;
+  const state = cacheState(store);
+  if (state.builder) return state.builder;
+  const builder = new MetadataCacheBuilder(store, settings);
+  state.builder = builder;
+  return builder;
+}
+
+/** For tests and benchmarks: the store's background builder (if any) and how many series texts were computed. */
+export function metadataCacheStatus(store: DicomStore): { builder: MetadataCacheBuilder | undefined; computed: number } {
+  const state = cacheStates.get(store);
+  return { builder: state?.builder, computed: state?.computed ?? 0 };
 }
 
 /** The extrapolated tags of a mode, as tags (unknown names are skipped with a warning). */

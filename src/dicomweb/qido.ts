@@ -104,7 +104,8 @@ export function parseQidoQuery(params: URLSearchParams, level: QidoLevel, scope:
       } else {
         for (const item of value.split(',').map((s) => s.trim()).filter((s) => s !== '')) {
           if (item.toLowerCase() === 'all') request.includeAll = true;
-          else request.include.push(attributeTag(item, 'includefield'));
+          // A sequence path (`00081032.00080100`) returns the whole top-level sequence.
+          else request.include.push(attributeTag(item.split('.')[0]!, 'includefield'));
         }
       }
       continue;

@@ -44,8 +44,6 @@ export interface InstanceToSend {
   transferSyntaxUid: string;
   /** Size of the DICOM file (uncompressed), 0 when unknown. */
   size: number;
-  /** The file's UUID in the storage area when it is stored uncompressed (read directly, no index look-up). */
-  uuid?: string;
 }
 
 /**
@@ -66,7 +64,6 @@ export function findInstances(store: DicomStore, target: WadoTarget): InstanceTo
     row,
     transferSyntaxUid: syntaxes.get(row.id) ?? ExplicitVRLittleEndian,
     size: files.get(row.id)?.uncompressedSize ?? 0,
-    uuid: files.get(row.id)?.compression === 1 ? files.get(row.id)!.uuid : undefined,
   }));
 }
 
@@ -184,8 +181,7 @@ export async function* dicomParts(
         continue;
       }
       if (reads.size > 0 && ahead + instances[next]!.size > READ_AHEAD_BYTES) break;
-      const { uuid, size, row } = instances[next]!;
-      const read = uuid !== undefined ? store.storage.readRange(uuid, 0, size) : store.readDicom(row.publicId);
+      const read = store.readDicom(instances[next]!.row.publicId);
       read.catch(() => undefined); // awaited below; not an unhandled rejection if the client leaves first
       reads.set(next, read);
       ahead += instances[next]!.size;

@@ -15,7 +15,8 @@
  *
  * Timers: ARTIM (PS3.8 §9.1.5) in Sta2 and Sta13; an activity timer on established associations; and, for the
  * requestor, a connect timer (Sta4) and a response timer for the A-ASSOCIATE-AC/RJ (Sta5) and the A-RELEASE-RP
- * (Sta7), which PS3.8 leaves to the implementation (DCMTK's ACSE timeout). Their expiry is an A-ABORT (Evt15).
+ * (Sta7), which PS3.8 leaves to the implementation (DCMTK's ACSE timeout). Their expiry is an A-ABORT (Evt15), and
+ * the pending `request` or `release` is rejected at once (the transport closes behind, within ARTIM).
  */
 import { EventEmitter } from 'node:events';
 import type { Socket } from 'node:net';
@@ -630,8 +631,9 @@ export class Association extends EventEmitter<AssociationEvents> {
   private closeTransport(t: Transition): void {
     this.stopArtim();
     this.stopStageTimer();
-    if (t.from === 'Sta4' || this.socket.connecting) {
-      this.socket.destroy(); // the connection is not open yet: nothing to close gracefully
+    if (t.from === 'Sta4' || this.socket.connecting || t.event === 'Evt18') {
+      // The connection is not open yet, or ARTIM expired: the peer had its time to close, it is cut at once.
+      this.socket.destroy();
       return;
     }
     if (!this.socket.destroyed) this.socket.end();
@@ -662,9 +664,14 @@ export class Association extends EventEmitter<AssociationEvents> {
       this.stageTimer = undefined;
       const where = this.role === 'requestor' ? (this.options as RequestorOptions).transport.description : this.remoteAddress;
       this.fail(new AssociationError(code, `${what} from ${where} within ${ms} ms`));
-      this.closeReason = this.failure!.message;
+      const error = this.failure!;
+      this.closeReason = error.message;
       log.warn(`${this.tag()} ${this.closeReason}: aborting`);
       this.dispatch('Evt15', { kind: 'abort', reason: 0 });
+      // The caller is answered now: a silent peer does not hold it for ARTIM and the transport close too, which
+      // go on behind (the A-ABORT is out; the socket is cut once ARTIM expires).
+      this.establishment.reject(error);
+      this.releasing?.reject(error);
     }, ms);
     this.stageTimer.unref();
   }

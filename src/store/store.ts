@@ -25,6 +25,7 @@ import {
   DICOM_ATTACHMENT,
   MetadataType,
   type AttachmentInfo,
+  type DeleteOutcome,
   type NewInstance,
   type ResourceRow,
   type SqliteIndex,
@@ -92,7 +93,10 @@ export function isoNow(date = new Date()): string {
   return date.toISOString().replace(/[-:]/g, '').replace(/\.\d+Z$/, '');
 }
 
-export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; change: [ChangeEvent] }> {
+/** Emitted by `DicomStore.delete`: what went (the resource and emptied ancestors) and the closest ancestor left. */
+export type DeletedEvent = DeleteOutcome;
+
+export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; change: [ChangeEvent]; deleted: [DeletedEvent] }> {
   private readonly mainTags: Tag[][];
   /**
    * Resources that received an instance less than StableAge ago: public ID -> level and last touch (ms). Keyed by
@@ -509,6 +513,7 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     const row = this.resource(publicId, level);
     const outcome = this.index.deleteResource(row.id);
     for (const r of outcome.deleted) this.unstable.delete(r.publicId);
+    this.emit('deleted', outcome);
     this.scheduleFlush();
     await this.flushing;
     return outcome.remainingAncestor;

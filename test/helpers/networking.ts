@@ -21,11 +21,14 @@ export interface Node extends TestServer {
   scp: DicomScpServer;
 }
 
-/** A pacsnode with its REST API and its DICOM server (DICOM TLS only when `DicomTlsEnabled`), on loopback port 0. */
+/**
+ * A pacsnode with its REST API and its DICOM server (DICOM TLS only when `DicomTlsEnabled`; idle associations aborted
+ * after `DicomScpTimeout`), on loopback port 0.
+ */
 export async function startNode(aet: string, overrides: Partial<Config> = {}): Promise<Node> {
   const t = await tempServer({ DicomAet: aet, ...overrides });
   const tls = t.ctx.config.DicomTlsEnabled ? loadDicomTls(t.ctx.config, 'acceptor') : undefined;
-  const scp = new DicomScpServer(createDicomHandlers(t.ctx), { aet, maxPduLength: 16384, idleTimeoutMs: 30000, tls });
+  const scp = new DicomScpServer(createDicomHandlers(t.ctx), { aet, maxPduLength: 16384, idleTimeoutMs: t.ctx.config.DicomScpTimeout * 1000, tls });
   const dicomPort = await scp.listen(0, '127.0.0.1');
   return {
     ...t,
@@ -42,22 +45,32 @@ export async function startNode(aet: string, overrides: Partial<Config> = {}): P
 export interface Storescp {
   port: number;
   dir: string;
+  /** What it printed (with `verbose`: "Association Received", "Association Release", "Association Aborted"...). */
+  log(): string;
   stop(): Promise<void>;
 }
 
-/** DCMTK storescp writing what it receives into `dir` (bit-preserving), on a free port. */
-export async function startStorescp(dir: string, aet: string): Promise<Storescp> {
+/**
+ * DCMTK storescp writing what it receives into `dir` (bit-preserving), on a free port (or `options.port`);
+ * `options.args` are added to its command line (`-td 1`...), `options.verbose` logs each association.
+ */
+export async function startStorescp(dir: string, aet: string, options: { port?: number; verbose?: boolean; args?: string[] } = {}): Promise<Storescp> {
   mkdirSync(dir, { recursive: true });
-  const port = await freePort();
-  const child: ChildProcess = spawn('storescp', ['+B', '-od', dir, '-aet', aet, String(port)], {
+  const port = options.port ?? (await freePort());
+  const args = ['+B', '-od', dir, '-aet', aet, ...(options.verbose ? ['-v'] : []), ...(options.args ?? []), String(port)];
+  const child: ChildProcess = spawn('storescp', args, {
     env: { ...process.env, TCP_NODELAY: '1' },
-    stdio: 'ignore',
+    stdio: ['ignore', 'pipe', 'pipe'],
   });
+  let log = '';
+  child.stdout!.on('data', (d: Buffer) => (log += d.toString()));
+  child.stderr!.on('data', (d: Buffer) => (log += d.toString()));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   await waitForPort(port);
   return {
     port,
     dir,
+    log: () => log,
     async stop() {
       if (child.exitCode === null) child.kill('SIGTERM');
       await exited;

@@ -25,6 +25,7 @@ import {
   transferSyntax,
 } from '../../dicom/transfer-syntax.js';
 import { openAssociation, type ProposedContext } from '../../net/connect.js';
+import type { AsyncOpsWindow } from '../../net/pdu/types.js';
 import type { AcceptedContext } from '../../net/negotiation.js';
 import { Priority } from '../command.js';
 import type { CStoreRq, CStoreRsp } from '../messages.js';
@@ -87,7 +88,7 @@ export interface StoreSummary {
   skipped: number;
   /** Dataset bytes sent. */
   bytes: number;
-  /** Associations opened. */
+  /** Associations used (opened, or kept open from an earlier store by `options.sessions`). */
   associations: number;
 }
 
@@ -105,7 +106,34 @@ export interface StoreOptions {
   moveOriginator?: { aet: string; messageId: number };
   /** Stops before the next file (a C-CANCEL of the C-MOVE): the files not sent are reported 'skipped', "cancelled". */
   signal?: AbortSignal;
+  /** Where the associations come from: a new one for each batch, released at its end (default), or a pool. */
+  sessions?: StoreSessions;
 }
+
+/**
+ * Where the C-STORE SCU gets its associations and what it does with them afterwards: the seam of a pool that keeps
+ * associations open between stores (Orthanc's DicomAssociationCloseDelay, `app/scu-pool.ts`).
+ */
+export interface StoreSessions {
+  /**
+   * An established session to the target on which `contexts` were proposed (and `asyncOpsWindow`, when given):
+   * a new association, or one kept open that proposed all of them. Rejects as `openAssociation` does.
+   */
+  open(target: ScuTarget, contexts: ProposedContext[], asyncOpsWindow?: AsyncOpsWindow): Promise<ScuSession>;
+  /** The store is done with the session (nothing outstanding): released, or kept for the next store. */
+  done(session: ScuSession): Promise<void>;
+}
+
+/** A new association for each batch, released once the batch is done: what the CLI and one-off stores use. */
+export const newAssociations: StoreSessions = {
+  async open(target, contexts, asyncOpsWindow) {
+    const association = await openAssociation({ ...target, presentationContexts: contexts, ...(asyncOpsWindow ? { asyncOpsWindow } : {}) });
+    return new ScuSession(association, sessionOptions(target));
+  },
+  async done(session) {
+    if (session.isOpen) await session.release().catch(() => session.abort());
+  },
+};
 
 /** PS3.4 Annex F: a DICOMDIR is not an instance one sends. */
 const MEDIA_STORAGE_DIRECTORY = '1.2.840.10008.1.3.10';
@@ -368,8 +396,8 @@ function outcomeOf(status: number): StoreOutcome {
 }
 
 /**
- * Sends the inputs to the target over one association (more only past 128 presentation contexts) and reports on
- * each. Rejects only when the first association cannot be established (`AssociationError`: nothing was sent);
+ * Sends the inputs to the target over one association (more only past 128 presentation contexts; `options.sessions`
+ * says where they come from and where they go afterwards) and reports on each. Rejects only when the first association cannot be established (`AssociationError`: nothing was sent);
  * every other problem is a failed file.
  *
  * ```ts
@@ -402,27 +430,25 @@ export async function storeInstances(target: ScuTarget, inputs: readonly StoreIn
     else files.push(p);
   });
   let associations = 0;
+  const sessions = options.sessions ?? newAssociations;
   for (const contexts of planContexts(files)) {
     const classes = new Set(contexts.map((c) => c.abstractSyntax));
     const batch = files.filter((f) => classes.has(f.sopClassUid));
     const window = Math.max(1, Math.floor(options.window ?? 1));
-    let association;
+    let session: ScuSession;
     try {
-      association = await openAssociation({
-        ...target,
-        presentationContexts: contexts,
-        ...(window > 1 ? { asyncOpsWindow: { maxOperationsInvoked: window, maxOperationsPerformed: 1 } } : {}),
-      });
+      session = await sessions.open(target, contexts, window > 1 ? { maxOperationsInvoked: window, maxOperationsPerformed: 1 } : undefined);
     } catch (e) {
       if (associations === 0) throw e;
       for (const f of batch) report(f.index, failure(f.source, (e as Error).message, uids(f)));
       continue;
     }
     associations++;
-    const invoked = association.acceptance?.userInformation.asyncOpsWindow?.maxOperationsInvoked;
+    const invoked = session.association.acceptance?.userInformation.asyncOpsWindow?.maxOperationsInvoked;
     // PS3.7 D.3.3.3: without the sub-item in the AC, one operation at a time; 0 means unlimited.
     const agreed = window > 1 && invoked !== undefined ? (invoked === 0 ? window : Math.min(window, invoked)) : 1;
-    await sendBatch(new ScuSession(association, sessionOptions(target)), batch, agreed, options, report);
+    await sendBatch(session, batch, agreed, options, report);
+    await sessions.done(session);
   }
   const final = results.map((r, i) => r ?? failure(sourceName(inputs[i]!), 'not sent'));
   const count = (outcome: StoreOutcome) => final.filter((r) => r.outcome === outcome).length;
@@ -501,7 +527,6 @@ async function sendBatch(
     );
   }
   await Promise.all(tasks);
-  if (session.isOpen) await session.release().catch(() => session.abort());
 }
 
 async function storeOne(session: ScuSession, plan: Plan, dataset: Buffer, file: Probed, options: StoreOptions): Promise<StoreFileResult> {

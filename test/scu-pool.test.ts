@@ -1,0 +1,213 @@
+/**
+ * The SCU side of `/modalities` over real peers on loopback: `DicomAssociationCloseDelay` (the store jobs'
+ * associations kept open for the next job, counted in DCMTK storescp's log) and a silent DICOM node failing within
+ * the DIMSE timeout (a TCP peer that accepts and never answers).
+ */
+import { expect } from 'chai';
+import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { SopClasses } from '../src/dicom/uids.js';
+import { makeInstance } from './helpers/factory.js';
+import { call, startNode, startSilentPeer, startStorescp, waitUntil, type Node, type Storescp } from './helpers/networking.js';
+
+const HAS_DCMTK = existsSync('/usr/bin/storescp');
+
+const count = (log: string, what: string): number => log.split('\n').filter((line) => line.includes(what)).length;
+
+describe('REST: SCU associations (DicomAssociationCloseDelay, silent nodes)', function () {
+  this.timeout(60000);
+  let dir: string;
+
+  before(function () {
+    if (!HAS_DCMTK) this.skip(); // dcmtk is installed by .ci/run
+    dir = mkdtempSync(join(tmpdir(), 'hc2-pool-'));
+  });
+  after(() => {
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  /** A pacsnode with `instances` instances stored, and the storescp it sends to. */
+  async function setup(name: string, closeDelay: number, storescpArgs: string[] = []): Promise<{ node: Node; storescp: Storescp; ids: string[] }> {
+    const storescp = await startStorescp(join(dir, name), 'STORESCP', { verbose: true, args: storescpArgs });
+    const node = await startNode('PACSA', {
+      DicomModalities: { storescp: ['STORESCP', '127.0.0.1', storescp.port] },
+      DicomAssociationCloseDelay: closeDelay,
+      DicomScuTimeout: 10,
+    });
+    const ids: string[] = [];
+    for (let n = 1; n <= 2; n++) ids.push((await call(node.url, 'POST', '/instances', makeInstance({ patientId: name, instanceNumber: n }))).json.ID as unknown as string);
+    return { node, storescp, ids };
+  }
+
+  async function store(node: Node, ids: string[]): Promise<void> {
+    const r = await call(node.url, 'POST', '/modalities/storescp/store', ids);
+    expect(r.status, r.text).to.equal(200);
+    expect(r.json).to.include({ FailedInstancesCount: 0, InstancesCount: ids.length });
+  }
+
+  describe('DicomAssociationCloseDelay', () => {
+    it('two store jobs within the delay share one association; once idle for the delay it is released, the next job opens a new one', async () => {
+      const { node, storescp, ids } = await setup('share', 3);
+      try {
+        await store(node, [ids[0]!]);
+        await store(node, [ids[1]!]);
+        await store(node, ids);
+        expect(count(storescp.log(), 'Association Acknowledged'), storescp.log()).to.equal(1);
+        expect(count(storescp.log(), 'Association Release')).to.equal(0);
+        // The delay passes without a job: the association is released (A-RELEASE, not an abort).
+        await waitUntil(() => count(storescp.log(), 'Association Release') === 1, 'the idle association to be released');
+        expect(storescp.log()).not.to.contain('Abort');
+        await store(node, [ids[0]!]);
+        expect(count(storescp.log(), 'Association Acknowledged')).to.equal(2);
+      } finally {
+        await node.close();
+        await storescp.stop();
+      }
+    });
+
+    it('a job needing contexts the kept association did not propose opens a new one; an echo releases what is kept first', async () => {
+      const { node, storescp, ids } = await setup('contexts', 30);
+      try {
+        await store(node, [ids[0]!]);
+        const mr = (await call(node.url, 'POST', '/instances', makeInstance({ patientId: 'contexts', sopClassUid: SopClasses.MRImageStorage }))).json.ID as unknown as string;
+        await store(node, [mr]);
+        expect(count(storescp.log(), 'Association Acknowledged')).to.equal(2);
+        expect(count(storescp.log(), 'Association Release')).to.equal(1);
+        // storescp serves one association at a time: the echo gets through because the kept one is released.
+        const echo = await call(node.url, 'POST', '/modalities/storescp/echo', { Timeout: 5 });
+        expect(echo.status, echo.text).to.equal(200);
+        expect(count(storescp.log(), 'Association Acknowledged')).to.equal(3);
+        expect(count(storescp.log(), 'Received Echo Request')).to.equal(1);
+      } finally {
+        await node.close();
+        await storescp.stop();
+      }
+    });
+
+    it('0 releases each association as soon as its job is done', async () => {
+      const { node, storescp, ids } = await setup('zero', 0);
+      try {
+        await store(node, [ids[0]!]);
+        await waitUntil(() => count(storescp.log(), 'Association Release') === 1, 'the release');
+        await store(node, [ids[1]!]);
+        await waitUntil(() => count(storescp.log(), 'Association Release') === 2, 'the second release');
+        expect(count(storescp.log(), 'Association Acknowledged')).to.equal(2);
+      } finally {
+        await node.close();
+        await storescp.stop();
+      }
+    });
+
+    it("the server's shutdown releases the associations it keeps open", async () => {
+      const { node, storescp, ids } = await setup('shutdown', 60);
+      try {
+        await store(node, ids);
+        expect(count(storescp.log(), 'Association Acknowledged')).to.equal(1);
+        expect(count(storescp.log(), 'Association Release')).to.equal(0);
+      } finally {
+        await node.close();
+      }
+      try {
+        await waitUntil(() => count(storescp.log(), 'Association Release') === 1, 'the release at shutdown');
+        expect(storescp.log()).not.to.contain('Abort');
+      } finally {
+        await storescp.stop();
+      }
+    });
+
+    it('an association the peer closed while kept is forgotten: the next job opens a new one and succeeds', async () => {
+      const { node, storescp, ids } = await setup('restarted', 60);
+      let again: Storescp | undefined;
+      try {
+        await store(node, [ids[0]!]);
+        const pool = node.ctx.modalityStoreDeps.sessions!;
+        expect(pool.size).to.equal(1);
+        // The node restarts (its process ends: the connection closes under the kept association).
+        await storescp.stop();
+        await waitUntil(() => pool.size === 0, 'the closed association to be forgotten');
+        again = await startStorescp(storescp.dir, 'STORESCP', { port: storescp.port, verbose: true });
+        await store(node, [ids[1]!]);
+        expect(count(again.log(), 'Association Acknowledged'), again.log()).to.equal(1);
+      } finally {
+        await node.close();
+        await again?.stop();
+      }
+    });
+
+    it('an association the peer aborted while kept (its DicomScpTimeout) is forgotten: the next job succeeds', async () => {
+      const b = await startNode('PACSB', { DicomScpTimeout: 1 });
+      const { node, storescp, ids } = await setup('aborted', 60);
+      try {
+        await call(node.url, 'PUT', '/modalities/b', ['PACSB', '127.0.0.1', b.dicomPort]);
+        const first = await call(node.url, 'POST', '/modalities/b/store', [ids[0]]);
+        expect(first.status, first.text).to.equal(200);
+        const pool = node.ctx.modalityStoreDeps.sessions!;
+        expect(pool.size).to.equal(1);
+        await waitUntil(() => pool.size === 0, 'PACSB to abort the idle association');
+        const second = await call(node.url, 'POST', '/modalities/b/store', [ids[1]]);
+        expect(second.status, second.text).to.equal(200);
+        expect(second.json).to.include({ FailedInstancesCount: 0 });
+        expect((await call(b.url, 'GET', '/instances')).json).to.have.length(2);
+      } finally {
+        await node.close();
+        await storescp.stop();
+        await b.close();
+      }
+    });
+  });
+
+  describe('a node that accepts the connection and never answers', () => {
+    const TIMEOUT_S = 2;
+    // The old behaviour answered after the timeout, then ARTIM twice (about 3 x the timeout): this bound fails it.
+    const BOUND_MS = 2 * TIMEOUT_S * 1000 + 1000;
+    let silent: { port: number; close(): Promise<void> };
+    let node: Node;
+
+    before(async () => {
+      silent = await startSilentPeer();
+      node = await startNode('PACSA', { DicomModalities: { silent: ['SILENT', '127.0.0.1', silent.port] } });
+      await call(node.url, 'POST', '/instances', makeInstance({ patientId: 'SILENT' }));
+    });
+    after(async () => {
+      await node?.close();
+      await silent?.close();
+    });
+
+    async function timed(path: string, body: unknown): Promise<{ ms: number; status: number; details: string }> {
+      const start = process.hrtime.bigint();
+      const r = await call(node.url, 'POST', path, body);
+      const ms = Number((process.hrtime.bigint() - start) / 1000000n);
+      return { ms, status: r.status, details: String(r.json.Details ?? r.text) };
+    }
+
+    it(`echo, store, move and get with Timeout ${TIMEOUT_S} fail with a clear error in under 2 x the timeout + 1 s`, async () => {
+      const instances = (await call(node.url, 'GET', '/instances')).json as unknown as string[];
+      const calls: [string, unknown][] = [
+        ['/modalities/silent/echo', { Timeout: TIMEOUT_S }],
+        ['/modalities/silent/store', { Resources: instances, Timeout: TIMEOUT_S }],
+        ['/modalities/silent/move', { Level: 'Study', Resources: [{ StudyInstanceUID: '1.2.3' }], Timeout: TIMEOUT_S }],
+        ['/modalities/silent/get', { Level: 'Study', Resources: [{ StudyInstanceUID: '1.2.3' }], Timeout: TIMEOUT_S }],
+      ];
+      for (const [path, body] of calls) {
+        const r = await timed(path, body);
+        expect(r.status, `${path}: ${r.details}`).to.equal(500);
+        expect(r.details, path).to.match(/SILENT/);
+        expect(r.details, path).to.match(/within 2000 ms/);
+        expect(r.ms, `${path} answered after ${r.ms} ms`).to.be.below(BOUND_MS);
+      }
+    });
+
+    it('an asynchronous store job fails within the bound too, with the reason', async () => {
+      const instances = (await call(node.url, 'GET', '/instances')).json as unknown as string[];
+      const start = process.hrtime.bigint();
+      const id = (await call(node.url, 'POST', '/modalities/silent/store', { Resources: instances, Timeout: TIMEOUT_S, Synchronous: false })).json.ID as unknown as string;
+      await waitUntil(async () => (await call(node.url, 'GET', `/jobs/${id}`)).json.State === 'Failure', 'the job to fail');
+      const ms = Number((process.hrtime.bigint() - start) / 1000000n);
+      const job = (await call(node.url, 'GET', `/jobs/${id}`)).json as unknown as { ErrorCode: number; ErrorDetails: string };
+      expect(job.ErrorCode).to.equal(9); // NetworkProtocol
+      expect(job.ErrorDetails).to.match(/SILENT.*within 2000 ms/);
+      expect(ms, `failed after ${ms} ms`).to.be.below(BOUND_MS);
+    });
+  });
+});
