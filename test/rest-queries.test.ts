@@ -217,8 +217,9 @@ describe('REST: /queries', function () {
     after(async () => silent?.close());
 
     it('a running C-MOVE job is cancelled (C-CANCEL); a pending one paused, resumed and completed', async () => {
-      // B's sub-operations go to a node that never answers: the C-MOVE stays under way until cancelled.
-      const slowB = await startNode('PACSB2', { DicomModalities: { silent: ['SILENT', '127.0.0.1', silent.port] }, DicomScuTimeout: 1 });
+      // B's sub-operations go to a node that never answers: the C-MOVE stays under way (3 s, the DIMSE timeout)
+      // until cancelled.
+      const slowB = await startNode('PACSB2', { DicomModalities: { silent: ['SILENT', '127.0.0.1', silent.port] }, DicomScuTimeout: 3 });
       const c = await startNode('PACSC', { ConcurrentJobs: 1, DicomModalities: { b: ['PACSB', '127.0.0.1', b.dicomPort], slow: ['PACSB2', '127.0.0.1', slowB.dicomPort] } });
       await call(b.url, 'PUT', '/modalities/c', ['PACSC', '127.0.0.1', c.dicomPort]);
       await call(slowB.url, 'PUT', '/modalities/c', ['PACSC', '127.0.0.1', c.dicomPort]);
@@ -268,7 +269,8 @@ describe('REST: /queries', function () {
         // A job that holds the only worker (a C-STORE to a node that never answers), and a C-GET retrieve behind it.
         await call(first.url, 'POST', '/instances', makeInstance({ patientId: 'BLOCK' }));
         const all = (await call(first.url, 'GET', '/instances')).json;
-        blocker = (await call(first.url, 'POST', '/modalities/silent/store', { Resources: all, Synchronous: false, Timeout: 1 })).json.ID as unknown as string;
+        // It fails after its Timeout (3 s): enough for the retrieve below to be queued behind it.
+        blocker = (await call(first.url, 'POST', '/modalities/silent/store', { Resources: all, Synchronous: false, Timeout: 3 })).json.ID as unknown as string;
         await waitUntil(async () => (await call(first.url, 'GET', `/jobs/${blocker}`)).json.State === 'Running', 'the blocker');
         const q = (await call(first.url, 'POST', '/modalities/b/query', { Level: 'Series', Query: { StudyInstanceUID: onB.uid } })).json.ID as unknown as string;
         id = (await call(first.url, 'POST', `/queries/${q}/retrieve`, { RetrieveMethod: 'C-GET', Synchronous: false })).json.ID as unknown as string;

@@ -4,14 +4,102 @@
  * the DIMSE timeout (a TCP peer that accepts and never answers).
  */
 import { expect } from 'chai';
+import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { readPart10 } from '../src/dicom/reader.js';
+import { Tags } from '../src/dicom/tag.js';
+import { ImplicitVRLittleEndian } from '../src/dicom/transfer-syntax.js';
 import { SopClasses } from '../src/dicom/uids.js';
+import { AssociationError, type Association } from '../src/net/association.js';
+import { openAssociation } from '../src/net/connect.js';
+import { emptyUserInformation } from '../src/net/pdu/types.js';
+import { UlServer } from '../src/net/server.js';
 import { makeInstance } from './helpers/factory.js';
 import { call, startNode, startSilentPeer, startStorescp, waitUntil, type Node, type Storescp } from './helpers/networking.js';
 
 const HAS_DCMTK = existsSync('/usr/bin/storescp');
+
+function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
+  return new Promise((resolve) => {
+    const child = spawn(cmd, args, { env: { ...process.env, TCP_NODELAY: '1' } });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    child.on('close', (code) => resolve({ code, out }));
+  });
+}
+
+const readStudyUid = (file: Buffer) => readPart10(file).dataset.string(Tags.StudyInstanceUID)!;
+const readSeriesUid = (file: Buffer) => readPart10(file).dataset.string(Tags.SeriesInstanceUID)!;
+
+/** How long a promise takes to settle, in ms, and its rejection. */
+async function settle(promise: Promise<unknown>): Promise<{ ms: number; error?: Error }> {
+  const start = process.hrtime.bigint();
+  let error: Error | undefined;
+  await promise.catch((e: Error) => (error = e));
+  return { ms: Number((process.hrtime.bigint() - start) / 1000000n), error };
+}
+
+describe('the requestor answers as soon as its timer fires (net/association.ts)', function () {
+  this.timeout(30000);
+  const verification = [{ abstractSyntax: SopClasses.Verification, transferSyntaxes: [ImplicitVRLittleEndian] }];
+  // ARTIM is long next to the response timeout: the old behaviour (answering once ARTIM had run, twice) fails the bound.
+  const timeouts = { responseMs: 300, artimMs: 3000 };
+
+  it('no A-ASSOCIATE-AC: ERR_ASSOC_TIMEOUT before ARTIM could run; the A-ABORT is sent and the socket closed behind', async () => {
+    const silent = await startSilentPeer();
+    try {
+      let association: Association | undefined;
+      const opening = openAssociation({ host: '127.0.0.1', port: silent.port, callingAet: 'ME', calledAet: 'SILENT', presentationContexts: verification, timeouts });
+      const { ms, error } = await settle(opening.then((a) => (association = a)));
+      expect(association).to.equal(undefined);
+      expect(error).to.be.instanceOf(AssociationError);
+      expect((error as AssociationError).code).to.equal('ERR_ASSOC_TIMEOUT');
+      expect(ms, `answered after ${ms} ms`).to.be.below(timeouts.artimMs);
+      // Behind the answer: the A-ABORT (source 0, reason 0) went out, and the socket is cut once ARTIM expires.
+      await waitUntil(() => silent.open() === 0, 'the connection to close', timeouts.artimMs + 5000);
+      expect([...silent.received().subarray(-10)]).to.deep.equal([0x07, 0, 0, 0, 0, 4, 0, 0, 0, 0]);
+    } finally {
+      await silent.close();
+    }
+  });
+
+  it('no A-RELEASE-RP: the release rejects with ERR_ASSOC_TIMEOUT before ARTIM could run, and the association ends behind', async () => {
+    // An acceptor that accepts everything and never answers the A-RELEASE-RQ.
+    const server = new UlServer({
+      maxPduLength: 16384,
+      artimTimeoutMs: 30000,
+      idleTimeoutMs: 0,
+      onAssociation: (a) =>
+        a.once('associate-request', (rq) =>
+          a.accept({
+            type: 'A-ASSOCIATE-AC',
+            protocolVersion: 1,
+            calledAeTitle: rq.calledAeTitle,
+            callingAeTitle: rq.callingAeTitle,
+            applicationContextName: rq.applicationContextName,
+            presentationContexts: rq.presentationContexts.map((pc) => ({ id: pc.id, result: 0, transferSyntax: pc.transferSyntaxes[0] })),
+            userInformation: { ...emptyUserInformation(), maxPduLength: 16384 },
+          }),
+        ),
+    });
+    const port = await server.listen(0, '127.0.0.1');
+    try {
+      const association = await openAssociation({ host: '127.0.0.1', port, callingAet: 'ME', calledAet: 'MUTE', presentationContexts: verification, timeouts });
+      const { ms, error } = await settle(association.release());
+      expect((error as AssociationError).code).to.equal('ERR_ASSOC_TIMEOUT');
+      expect(error!.message).to.contain('no A-RELEASE-RP');
+      expect(ms, `answered after ${ms} ms`).to.be.below(timeouts.artimMs);
+      const end = await association.whenClosed(); // the A-ABORT went out; the peer closes, or ARTIM cuts the socket
+      expect(end.aborted).to.equal(true);
+    } finally {
+      server.abortAll();
+      await server.close();
+    }
+  });
+});
 
 const count = (log: string, what: string): number => log.split('\n').filter((line) => line.includes(what)).length;
 
@@ -40,6 +128,17 @@ describe('REST: SCU associations (DicomAssociationCloseDelay, silent nodes)', fu
     return { node, storescp, ids };
   }
 
+  /** `run` with a fresh setup, closed afterwards whatever happens. */
+  async function withSetup(name: string, closeDelay: number, run: (s: { node: Node; storescp: Storescp; ids: string[] }) => Promise<void>): Promise<void> {
+    const s = await setup(name, closeDelay);
+    try {
+      await run(s);
+    } finally {
+      await s.node.close();
+      await s.storescp.stop();
+    }
+  }
+
   async function store(node: Node, ids: string[]): Promise<void> {
     const r = await call(node.url, 'POST', '/modalities/storescp/store', ids);
     expect(r.status, r.text).to.equal(200);
@@ -48,8 +147,7 @@ describe('REST: SCU associations (DicomAssociationCloseDelay, silent nodes)', fu
 
   describe('DicomAssociationCloseDelay', () => {
     it('two store jobs within the delay share one association; once idle for the delay it is released, the next job opens a new one', async () => {
-      const { node, storescp, ids } = await setup('share', 3);
-      try {
+      await withSetup('share', 3, async ({ node, storescp, ids }) => {
         await store(node, [ids[0]!]);
         await store(node, [ids[1]!]);
         await store(node, ids);
@@ -60,15 +158,11 @@ describe('REST: SCU associations (DicomAssociationCloseDelay, silent nodes)', fu
         expect(storescp.log()).not.to.contain('Abort');
         await store(node, [ids[0]!]);
         expect(count(storescp.log(), 'Association Acknowledged')).to.equal(2);
-      } finally {
-        await node.close();
-        await storescp.stop();
-      }
+      });
     });
 
     it('a job needing contexts the kept association did not propose opens a new one; an echo releases what is kept first', async () => {
-      const { node, storescp, ids } = await setup('contexts', 30);
-      try {
+      await withSetup('contexts', 30, async ({ node, storescp, ids }) => {
         await store(node, [ids[0]!]);
         const mr = (await call(node.url, 'POST', '/instances', makeInstance({ patientId: 'contexts', sopClassUid: SopClasses.MRImageStorage }))).json.ID as unknown as string;
         await store(node, [mr]);
@@ -79,6 +173,30 @@ describe('REST: SCU associations (DicomAssociationCloseDelay, silent nodes)', fu
         expect(echo.status, echo.text).to.equal(200);
         expect(count(storescp.log(), 'Association Acknowledged')).to.equal(3);
         expect(count(storescp.log(), 'Received Echo Request')).to.equal(1);
+      });
+    });
+
+    it('a C-MOVE served by pacsnode towards the node releases the kept association first (storescp serves one at a time)', async () => {
+      const storescp = await startStorescp(join(dir, 'cmove'), 'STORESCP', { verbose: true });
+      const node = await startNode('PACSA', {
+        DicomModalities: { storescp: ['STORESCP', '127.0.0.1', storescp.port] },
+        DicomAssociationCloseDelay: 60,
+        DicomAlwaysAllowMove: true,
+      });
+      try {
+        const first = (await call(node.url, 'POST', '/instances', makeInstance({ patientId: 'CMOVE', instanceNumber: 1 }))).json.ID as unknown as string;
+        const second = makeInstance({ patientId: 'CMOVE', instanceNumber: 2, sopInstanceUid: '1.2.826.0.1.3680043.99.6.2' });
+        await call(node.url, 'POST', '/instances', second);
+        await store(node, [first]);
+        expect(count(storescp.log(), 'Association Release')).to.equal(0);
+        // movescu asks pacsnode to send the second instance to STORESCP: the kept association goes first, then the
+        // sub-operations' association is served at once (not after the 60 s delay, far past this test's timeout).
+        const moved = await run('movescu', ['-S', '-aet', 'MOVER', '-aec', 'PACSA', '-aem', 'STORESCP', '-k', 'QueryRetrieveLevel=IMAGE',
+          '-k', 'SOPInstanceUID=1.2.826.0.1.3680043.99.6.2', '-k', `StudyInstanceUID=${readStudyUid(second)}`, '-k', `SeriesInstanceUID=${readSeriesUid(second)}`,
+          '127.0.0.1', String(node.dicomPort)]);
+        expect(moved.code, moved.out).to.equal(0);
+        expect(count(storescp.log(), 'Association Release')).to.be.at.least(1);
+        expect(count(storescp.log(), 'Association Acknowledged')).to.equal(2);
       } finally {
         await node.close();
         await storescp.stop();
@@ -86,17 +204,13 @@ describe('REST: SCU associations (DicomAssociationCloseDelay, silent nodes)', fu
     });
 
     it('0 releases each association as soon as its job is done', async () => {
-      const { node, storescp, ids } = await setup('zero', 0);
-      try {
+      await withSetup('zero', 0, async ({ node, storescp, ids }) => {
         await store(node, [ids[0]!]);
         await waitUntil(() => count(storescp.log(), 'Association Release') === 1, 'the release');
         await store(node, [ids[1]!]);
         await waitUntil(() => count(storescp.log(), 'Association Release') === 2, 'the second release');
         expect(count(storescp.log(), 'Association Acknowledged')).to.equal(2);
-      } finally {
-        await node.close();
-        await storescp.stop();
-      }
+      });
     });
 
     it("the server's shutdown releases the associations it keeps open", async () => {

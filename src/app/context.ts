@@ -44,6 +44,8 @@ export interface AppContext {
   modalityStoreDeps: ModalityStoreDeps;
   /** Our DicomTls* credentials as a requestor (towards modalities with UseDicomTls), read on first use. */
   requestorTls(): DicomTls;
+  /** SCU associations kept open after store jobs (`DicomAssociationCloseDelay`); release a node's before calling it otherwise. */
+  scuPool: ScuSessionPool;
   /** The DICOM server's settings the REST API may change while running (accepted transfer syntaxes, unknown SOP classes). */
   dicomSettings: DicomSettings;
   /** pacsnode's own version. */
@@ -150,6 +152,7 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
     modalityStoreDeps,
     requestorTls: loadRequestorTls,
     dicomSettings,
+    scuPool,
     version: PACSNODE_VERSION,
     async close() {
       if (closed) return;

@@ -145,6 +145,9 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
       destination: (aet) => {
         const [modality] = ctx.modalities.byAet(aet);
         if (!modality) return undefined;
+        // The sub-operations open their own association: one a store job kept open to this node goes first, since
+        // many nodes (storescp) serve one association at a time. The A-RELEASE-RQ leaves at once.
+        void ctx.scuPool.releaseNode(modality.host, modality.port);
         // UseDicomTls: our DicomTls* credentials, read on first use (a bad file fails this C-MOVE, naming the key).
         return { aet: modality.aet, host: modality.host, port: modality.port, tls: modality.useDicomTls ? ctx.requestorTls() : undefined };
       },

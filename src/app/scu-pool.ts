@@ -74,9 +74,8 @@ export class ScuSessionPool implements StoreSessions {
     // open towards the same node is released first, since many nodes (storescp) serve one association at a time.
     if (kept?.isOpen) log.debug(`${kept.tag} does not offer the contexts needed: released`);
     await Promise.all([...(kept ? [release(kept)] : []), this.releaseNode(target.host, target.port)]);
-    const node = `${target.host}:${target.port}`;
     const session = await newAssociations.open(target, contexts, asyncOpsWindow);
-    this.opened.set(session, { key, node });
+    this.opened.set(session, { key, node: `${target.host}:${target.port}` });
     return session;
   }
 

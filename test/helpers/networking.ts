@@ -78,17 +78,24 @@ export async function startStorescp(dir: string, aet: string, options: { port?: 
   };
 }
 
-/** A TCP peer that accepts connections and never says anything: a DICOM node that hangs. */
-export async function startSilentPeer(): Promise<{ port: number; close(): Promise<void> }> {
+/**
+ * A TCP peer that accepts connections and never says anything: a DICOM node that hangs. `open()` counts the
+ * connections still open, `received()` is every byte it was sent, in order.
+ */
+export async function startSilentPeer(): Promise<{ port: number; open(): number; received(): Buffer; close(): Promise<void> }> {
   const sockets = new Set<Socket>();
+  const chunks: Buffer[] = [];
   const server: Server = createServer((s) => {
     sockets.add(s);
+    s.on('data', (d: Buffer) => chunks.push(d));
     s.on('close', () => sockets.delete(s));
     s.on('error', () => undefined);
   });
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
   return {
     port: (server.address() as { port: number }).port,
+    open: () => sockets.size,
+    received: () => Buffer.concat(chunks),
     async close() {
       for (const s of sockets) s.destroy();
       await new Promise<void>((resolve) => server.close(() => resolve()));
