@@ -63,6 +63,9 @@ export const moveScp: ScpService = {
               calledAet: destination.aet,
               tls: destination.tls,
               dimseTimeoutMs: retrieve.scuTimeoutMs,
+              // DicomScuTimeout bounds connecting and negotiating too (as the REST SCUs): an unreachable destination
+              // fails the sub-operations within it, not after the defaults (10 s connect, 30 s negotiation).
+              ...(retrieve.scuTimeoutMs > 0 ? { timeouts: { connectMs: retrieve.scuTimeoutMs, responseMs: retrieve.scuTimeoutMs } } : {}),
             },
             items.map((item) => ({
               load: () => item.readFile(),
