@@ -5,12 +5,12 @@
  */
 import { deflateRawSync } from 'node:zlib';
 import { DicomFormatError } from '../../core/errors.js';
-import { readDataset } from '../../dicom/reader.js';
 import { DeflatedExplicitVRLittleEndian, transferSyntax } from '../../dicom/transfer-syntax.js';
 import { encodeDataset, type WriteElement } from '../../dicom/writer.js';
 import { Tags } from '../../dicom/tag.js';
 import { FindRefusal } from '../handlers.js';
 import { cFindRsp, type CFindRq } from '../messages.js';
+import { readIdentifier } from './identifier.js';
 import { Status } from '../status.js';
 import type { ScpService } from './session.js';
 
@@ -36,12 +36,7 @@ export const findScp: ScpService = {
           return;
         }
         const ts = session.transferSyntaxOf(contextId);
-        let identifier;
-        try {
-          identifier = readDataset(Buffer.concat(dataset ?? []), ts);
-        } catch (e) {
-          throw new FindRefusal(Status.CannotUnderstand, `unreadable identifier: ${(e as Error).message}`);
-        }
+        const identifier = readIdentifier(session, contextId, dataset);
         let sent = 0;
         for await (const answer of session.handlers.find.find({ sopClassUid: rq.AffectedSOPClassUID, identifier }, session.info, signal)) {
           if (signal.aborted) break;

@@ -6,10 +6,10 @@
  * its stored transfer syntax. C-CANCEL stops between two sub-operations.
  */
 import { logger } from '../../core/log.js';
-import { readDataset } from '../../dicom/reader.js';
 import { Tags } from '../../dicom/tag.js';
 import { FindRefusal, type RetrieveItem } from '../handlers.js';
 import { cGetRsp, type CGetRq, type CStoreRsp, type SubOperationCounts } from '../messages.js';
+import { readIdentifier } from './identifier.js';
 import { Status, statusCategory } from '../status.js';
 import { encodeIdentifier } from './find.js';
 import type { ScpService, ScpSession } from './session.js';
@@ -34,12 +34,7 @@ export const getScp: ScpService = {
           return;
         }
         const ts = session.transferSyntaxOf(contextId);
-        let identifier;
-        try {
-          identifier = readDataset(Buffer.concat(dataset ?? []), ts);
-        } catch (e) {
-          throw new FindRefusal(Status.CannotUnderstand, `unreadable identifier: ${(e as Error).message}`);
-        }
+        const identifier = readIdentifier(session, contextId, dataset);
         const items = await session.handlers.retrieve.locate({ sopClassUid: rq.AffectedSOPClassUID, identifier }, session.info);
         const counts: Required<SubOperationCounts> = { remaining: items.length, completed: 0, failed: 0, warning: 0 };
         const failedUids: string[] = [];

@@ -7,11 +7,11 @@
  * (SynchronousCMove false): Success at once, the sub-operations run in the background. C-CANCEL stops between two.
  */
 import { logger } from '../../core/log.js';
-import { readDataset } from '../../dicom/reader.js';
 import { Tags } from '../../dicom/tag.js';
 import { FindRefusal } from '../handlers.js';
 import { cMoveRsp, type CMoveRq, type SubOperationCounts } from '../messages.js';
 import { storeInstances, type StoreFileResult } from '../scu/store.js';
+import { readIdentifier } from './identifier.js';
 import { Status } from '../status.js';
 import { encodeIdentifier } from './find.js';
 import type { ScpService } from './session.js';
@@ -29,12 +29,7 @@ export const moveScp: ScpService = {
           return;
         }
         const ts = session.transferSyntaxOf(contextId);
-        let identifier;
-        try {
-          identifier = readDataset(Buffer.concat(dataset ?? []), ts);
-        } catch (e) {
-          throw new FindRefusal(Status.CannotUnderstand, `unreadable identifier: ${(e as Error).message}`);
-        }
+        const identifier = readIdentifier(session, contextId, dataset);
         const destination = retrieve.destination(rq.MoveDestination);
         if (!destination) {
           log.warn(`${session.tag} C-MOVE to unknown destination ${rq.MoveDestination}`);
