@@ -1,10 +1,11 @@
 /**
  * DICOMweb query benchmark: QIDO-RS `/studies` latency on 20,000 instances (all 400 studies; `PatientName=KO*`)
- * and WADO-RS series metadata latency (first read, which builds the metadata cache, and later reads), against a
+ * and WADO-RS series metadata latency (first read, served by the metadata cache the builder wrote at ingest, or
+ * built by the read with `--no-prebuild`; and later reads), against a
  * real pacsnode child process and, when installed, a real Orthanc with its DICOMweb plugin holding the same
  * instances, measured in the same run. Prints medians.
  *
- *   npm run bench:dicomweb -- [--patients 100] [--runs 15] [--series 20] [--settle 5] [--no-orthanc]
+ *   npm run bench:dicomweb -- [--patients 100] [--runs 15] [--series 20] [--settle 5] [--no-orthanc] [--no-prebuild]
  *
  * The data set is bench/find.ts's: `makeTree` with 4 studies x 5 series x 10 instances per patient (100 patients:
  * 20,000 instances, 400 studies). pacsnode's index is filled through the store, Orthanc's through `POST /instances`.
@@ -17,6 +18,8 @@ import { join } from 'node:path';
 import { createContext } from '../src/app/context.js';
 import { buildConfig } from '../src/config/load.js';
 import { setLogLevel } from '../src/core/log.js';
+import { metadataCacheStatus } from '../src/dicomweb/metadata.js';
+import { Level } from '../src/store/levels.js';
 import { makeTree } from '../test/helpers/factory.js';
 import { ORTHANC_BINARY, startOrthanc } from '../test/helpers/networking.js';
 import { startServer } from '../test/helpers/process.js';
@@ -30,6 +33,8 @@ const RUNS = option('runs', 15);
 const SERIES = option('series', 20);
 const SETTLE_MS = option('settle', 5) * 1000;
 const DICOMWEB_PLUGIN = '/usr/share/orthanc/plugins/libOrthancDicomWeb.so';
+/** Let the metadata cache builder write the series caches at ingest (else the first reads build them). */
+const PREBUILD = !process.argv.includes('--no-prebuild');
 const WITH_ORTHANC = !process.argv.includes('--no-orthanc') && existsSync(ORTHANC_BINARY) && existsSync(DICOMWEB_PLUGIN);
 const SHAPE = { patients: PATIENTS, studies: 4, series: 5, instances: 10 };
 
@@ -108,17 +113,33 @@ async function measure(server: string, base: string): Promise<Record<string, num
   return out;
 }
 
+/**
+ * Stores the files through the store; with `PREBUILD`, StableAge is 1 s and the metadata cache builder writes every
+ * series' cache when it becomes stable, during the ingestion (as a running server does); the function returns once
+ * the last series is built. Prints the ingest rate and how long the builder ran on after the last instance.
+ */
 async function populatePacsnode(dir: string, files: Buffer[]): Promise<void> {
   setLogLevel('warn');
-  const { config } = buildConfig({}, 'bench', { StorageDirectory: dir, IndexDirectory: dir, SyncStorageArea: false, HttpPort: 0, DicomPort: 0 });
+  const { config } = buildConfig({}, 'bench', { StorageDirectory: dir, IndexDirectory: dir, SyncStorageArea: false, HttpPort: 0, DicomPort: 0, StableAge: PREBUILD ? 1 : 60 });
   const ctx = await createContext(config);
   try {
     let next = 0;
+    const t0 = performance.now();
     await Promise.all(
       Array.from({ length: 16 }, async () => {
         while (next < files.length) await ctx.store.store(files[next++]!, { kind: 'unknown' });
       }),
     );
+    const ingestMs = performance.now() - t0;
+    console.log(`pacsnode  ingest through the store: ${Math.round(files.length / (ingestMs / 1000))} instances/s (${PREBUILD ? 'metadata cache builder on' : 'no prebuilt metadata cache'})`);
+    if (!PREBUILD) return;
+    const { builder } = metadataCacheStatus(ctx.store);
+    const series = ctx.index.list(Level.Series);
+    while (series.some((r) => !ctx.store.isStable(r.publicId))) await new Promise((r) => setTimeout(r, 100));
+    await builder?.idle();
+    const built = metadataCacheStatus(ctx.store).computed;
+    const afterMs = performance.now() - t0 - ingestMs;
+    console.log(`pacsnode  metadata cache: ${built} of ${series.length} series built, the last ${(afterMs / 1000).toFixed(1)} s after the last instance (StableAge 1 s)`);
   } finally {
     await ctx.close();
   }

@@ -1,7 +1,7 @@
 /**
  * WADO-RS Retrieve Metadata over real HTTP: study, series and instance metadata in the three modes, BulkDataURIs
- * (absolute from Host / Forwarded / PublicRoot, or relative), the metadata cache (written on first read, rebuilt
- * when the series changes), and bad input. Full-mode values are checked against DCMTK's dcm2json.
+ * (absolute from Host / Forwarded / PublicRoot, or relative), the metadata cache (built in the background when a
+ * series becomes stable or after a deletion, else on first read; rebuilt when the series changes), and bad input. Full-mode values are checked against DCMTK's dcm2json.
  */
 import { expect } from 'chai';
 import { api } from 'dicomweb-client';
@@ -15,10 +15,12 @@ import XHR from 'xhr2';
 import { createContext } from '../src/app/context.js';
 import { buildConfig } from '../src/config/load.js';
 import { Tags } from '../src/dicom/tag.js';
-import { METADATA_CACHE_ATTACHMENT, metadataCacheWritten } from '../src/dicomweb/metadata.js';
+import { METADATA_CACHE_ATTACHMENT, metadataCacheStatus, metadataCacheWritten } from '../src/dicomweb/metadata.js';
 import { readMultipart } from '../src/dicomweb/multipart.js';
 import { buildHttpServer, startHttpServer } from '../src/rest/http-server.js';
 import { Level } from '../src/store/levels.js';
+import { ChangeType } from '../src/store/sqlite-index.js';
+import type { ChangeEvent, DicomStore } from '../src/store/store.js';
 import { tempServer, type TestServer } from './helpers/context.js';
 import { makeInstance } from './helpers/factory.js';
 
@@ -73,6 +75,18 @@ function storeSeries(s: Pick<TestServer, 'ctx'>, series: string, count: number, 
   );
 }
 
+/** Resolves when the store reports the series stable (StableSeries). */
+function stableSeries(store: DicomStore, publicId: string): Promise<void> {
+  return new Promise((resolve) => {
+    const listener = (event: ChangeEvent) => {
+      if (event.changeType !== ChangeType.StableSeries || event.publicId !== publicId) return;
+      store.off('change', listener);
+      resolve();
+    };
+    store.on('change', listener);
+  });
+}
+
 describe('DICOMweb WADO-RS metadata', function () {
   let s: TestServer;
 
@@ -122,6 +136,64 @@ describe('DICOMweb WADO-RS metadata', function () {
     const again = await metadata(s, `/dicom-web/studies/${ST}/series/${SE}/metadata`);
     expect(again.map((d) => v(d, '00080018'))).to.not.include(`${SE}.4`);
     expect(again).to.have.length(3);
+  });
+
+  it('builds the cache in the background when a series becomes stable, before its first read', async function () {
+    this.timeout(20000);
+    const other = await tempServer({ StableAge: 1 });
+    try {
+      const builder = metadataCacheStatus(other.ctx.store).builder!;
+      expect(builder, 'the context starts a builder').to.not.equal(undefined);
+      const computed = () => metadataCacheStatus(other.ctx.store).computed;
+      const path = `/dicom-web/studies/${ST}/series/${SE}/metadata`;
+      // Ingest answers are not held by the cache: each comes back with nothing built nor scheduled.
+      let seriesId = '';
+      for (let i = 1; i <= 3; i++) {
+        const r = await other.ctx.store.store(makeInstance({ studyInstanceUid: ST, seriesInstanceUid: SE, sopInstanceUid: `${SE}.${i}`, instanceNumber: i }), { kind: 'rest' });
+        seriesId = r.ParentSeries;
+        expect(builder.pending, 'nothing scheduled at ingest').to.equal(0);
+        expect(computed()).to.equal(0);
+      }
+      const series = other.ctx.index.findByPublicId(seriesId)!;
+      expect(other.ctx.index.attachment(series.id, METADATA_CACHE_ATTACHMENT)).to.equal(undefined);
+      expect(other.ctx.store.isStable(seriesId)).to.equal(false);
+      // StableSeries: the builder writes the cache.
+      await stableSeries(other.ctx.store, seriesId);
+      await builder.idle();
+      const att = other.ctx.index.attachment(series.id, METADATA_CACHE_ATTACHMENT);
+      expect(att, 'cache written before the first read').to.not.equal(undefined);
+      expect(computed()).to.equal(1);
+      // The first read is served from the cache: nothing computed, the attachment is the same.
+      const first = await metadata(other, path);
+      expect(first.map((d) => v(d, '00080018')).sort()).to.deep.equal([`${SE}.1`, `${SE}.2`, `${SE}.3`]);
+      await metadataCacheWritten(other.ctx.store);
+      expect(computed()).to.equal(1);
+      expect(other.ctx.index.attachment(series.id, METADATA_CACHE_ATTACHMENT)!.uuid).to.equal(att!.uuid);
+      // A deleted instance makes the cache stale; the builder rebuilds it once the series is quiet.
+      const gone = other.ctx.index.children(series.id)[0]!;
+      await other.ctx.store.delete(gone.publicId);
+      expect(builder.pending, 'rebuild scheduled').to.equal(1);
+      await builder.idle();
+      expect(computed()).to.equal(2);
+      const rebuilt = other.ctx.index.attachment(series.id, METADATA_CACHE_ATTACHMENT)!;
+      expect(rebuilt.uuid).to.not.equal(att!.uuid);
+      const after = await metadata(other, path);
+      expect(after).to.have.length(2);
+      expect(computed(), 'served from the rebuilt cache').to.equal(2);
+      // A new instance: rebuilt at the next StableSeries, and the read before it is answered right.
+      const added = await other.ctx.store.store(makeInstance({ studyInstanceUid: ST, seriesInstanceUid: SE, sopInstanceUid: `${SE}.9`, instanceNumber: 9 }), { kind: 'rest' });
+      const stable = stableSeries(other.ctx.store, added.ParentSeries);
+      expect(await metadata(other, path)).to.have.length(3);
+      expect(computed(), 'a read that finds no current cache builds it').to.equal(3);
+      await stable;
+      await builder.idle();
+      expect(computed(), 'current: the builder skips it').to.equal(3);
+      // Deleting the whole series leaves nothing to build.
+      await other.ctx.store.delete(seriesId, Level.Series);
+      expect(builder.pending).to.equal(0);
+    } finally {
+      await other.close();
+    }
   });
 
   it('serves the cache attachment after a restart, without rebuilding it', async function () {
@@ -181,7 +253,7 @@ describe('DICOMweb WADO-RS metadata', function () {
       expect(ours![tag], tag).to.not.equal(undefined);
       expect(ours![tag]!.vr, tag).to.equal(attr.vr);
       if (attr.vr === 'FL') {
-        // Single precision: dcm2json prints 9 significant digits, the value is the same float.
+        // Single precision: dcm2json prints 9 or 10 significant digits, the value is the same float.
         expect((ours![tag]!.Value as number[]).map(Math.fround), tag).to.deep.equal((attr.Value as number[]).map(Math.fround));
       } else if (attr.vr !== 'SQ') {
         expect(JSON.stringify(ours![tag]!.Value), tag).to.equal(JSON.stringify(attr.Value));
@@ -189,6 +261,10 @@ describe('DICOMweb WADO-RS metadata', function () {
       compared++;
     }
     expect(compared).to.be.greaterThan(50);
+    // FL values as the shortest digits that read back to the same float32 (not the float64's digits).
+    expect(ours!['00271041']!.Value).to.deep.equal([-77.20406]);
+    expect(ours!['00271042']!.Value).to.deep.equal([-11.2]);
+    expect(ours!['00431040']!.Value).to.deep.equal([178.07993]);
     expect(ours!['7FE00010']!.BulkDataURI).to.equal(`${s.url}/dicom-web/studies/${st}/series/${se}/instances/${v(expected, '00080018') as string}/bulk/7fe00010`);
   });
 
@@ -239,6 +315,7 @@ describe('DICOMweb WADO-RS metadata', function () {
       expect(await metadata(other, `/dicom-web/studies/${ST}/series/${SE}/metadata`)).to.have.length(2);
       const series = other.ctx.index.lookup(Level.Series, [])[0]!;
       expect(other.ctx.index.attachment(series.id, METADATA_CACHE_ATTACHMENT)).to.equal(undefined);
+      expect(metadataCacheStatus(other.ctx.store).builder, 'no background builder').to.equal(undefined);
     } finally {
       await other.close();
     }

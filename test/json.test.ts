@@ -63,8 +63,9 @@ describe('DICOM JSON (PS3.18 Annex F)', () => {
       expect(attr(json, '00280010')).to.deep.equal({ vr: 'US', Value: [128] });
       const text = JSON.stringify(json);
       expect(text).to.include('"00280030":{"vr":"DS","Value":[0.661468,0.661468]}');
-      // FL values are the float's exact double.
-      expect(attr(json, '00271041')).to.deep.equal({ vr: 'FL', Value: [-77.20406341552734] });
+      // FL values are the shortest digits that read back to the same float32 (not its double's digits).
+      expect(attr(json, '00271041')).to.deep.equal({ vr: 'FL', Value: [-77.20406] });
+      expect(attr(json, '00271042')).to.deep.equal({ vr: 'FL', Value: [-11.2] });
     });
 
     it('writes AT as GGGGEEEE strings', () => {
@@ -156,7 +157,9 @@ describe('DICOM JSON (PS3.18 Annex F)', () => {
       });
       expect(attr(json, '00200032')).to.deep.equal({ vr: 'DS', Value: [-1.5, 2, 300] });
       expect(attr(json, '00200013')).to.deep.equal({ vr: 'IS', Value: [7] });
-      expect(attr(json, '00720076').Value).to.deep.equal([Math.fround(0.1), Math.fround(-77.2), Math.fround(3.4028234663852886e38)]);
+      // FL: the shortest digits of each float32 (which read back to the same float32).
+      expect(attr(json, '00720076').Value).to.deep.equal([0.1, -77.2, 3.4028235e38]);
+      expect((attr(json, '00720076').Value as number[]).map(Math.fround)).to.deep.equal([Math.fround(0.1), Math.fround(-77.2), Math.fround(3.4028234663852886e38)]);
       expect(attr(json, '00720082')).to.deep.equal({ vr: 'SV', Value: [-9007199254740991, 42] });
     });
 

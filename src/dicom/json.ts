@@ -58,6 +58,19 @@ function numberOrString(text: string, integer: boolean): number | string | null 
   return integer ? Math.trunc(n) : n;
 }
 
+/**
+ * A float32 value as the number with the fewest significant digits that reads back to the same float32
+ * (-77.20406, not the float64 digits -77.20406341552734): JSON numbers are read as doubles.
+ */
+export function shortestFloat32(x: number): number {
+  if (!Number.isFinite(x) || x === 0) return x;
+  for (let precision = 1; precision < 9; precision++) {
+    const candidate = Number(x.toPrecision(precision));
+    if (Math.fround(candidate) === x) return candidate;
+  }
+  return Number(x.toPrecision(9)); // 9 significant digits always identify a float32
+}
+
 function attributeToJson(ds: DataSet, el: Element, path: number[], options: DicomJsonOptions): DicomJsonAttribute {
   const vr = el.vr;
   if (el.items || vr === 'SQ') {
@@ -76,7 +89,7 @@ function attributeToJson(ds: DataSet, el: Element, path: number[], options: Dico
     return { vr, InlineBinary: ds.valueBytes(el).toString('base64') };
   }
   if (el.length === 0) return { vr };
-  if (isNumericVr(vr)) return { vr, Value: ds.elementNumbers(el) };
+  if (isNumericVr(vr)) return { vr, Value: vr === 'FL' ? ds.elementNumbers(el).map(shortestFloat32) : ds.elementNumbers(el) };
   if (vr === 'AT') return { vr, Value: ds.elementTags(el).map(formatTagJson) };
   // A value sent as UN keeps its padding in the dataset (see `Element.fromUN`); DICOM JSON has none.
   const strings = el.fromUN

@@ -10,8 +10,8 @@
  *   of three instances (first, middle, last) share.
  *
  * The metadata cache (`EnableMetadataCache`): the Full answer of a series is kept, gzipped, as attachment 4301 of
- * the series (as the plugin does), written ahead of the first read by `MetadataCacheBuilder` once the series has
- * gone quiet after a change, or by a read that finds none (after answering). It carries a signature of the
+ * the series (as the plugin does), written ahead of the first read by `MetadataCacheBuilder` once the series is
+ * stable, or by a read that finds none (after answering). It carries a signature of the
  * series' instances (their public IDs and the UUIDs of their files), so an instance added, deleted or overwritten
  * makes it stale: it is then rebuilt. The latest series are also kept in memory (32 M characters). The cached
  * text holds a marker in place of the public base, so one entry serves every host name.
@@ -29,8 +29,8 @@ import { formatTagJson, Tags, type Tag } from '../dicom/tag.js';
 import { ResourceAttachments } from '../store/attachments.js';
 import { Level } from '../store/levels.js';
 import type { IndexConstraint } from '../store/lookup.js';
-import { MetadataType, type ResourceRow } from '../store/sqlite-index.js';
-import type { DeletedEvent, DicomStore, StoredInstanceEvent } from '../store/store.js';
+import { ChangeType, MetadataType, type ResourceRow } from '../store/sqlite-index.js';
+import type { ChangeEvent, DeletedEvent, DicomStore } from '../store/store.js';
 import type { DicomWebOptions, MetadataMode } from './options.js';
 import { fileAttributes, textToDicomJson } from './qido.js';
 import { bulkDataUri } from './uris.js';
@@ -257,33 +257,36 @@ async function writeCache(store: DicomStore, series: ResourceRow, text: string):
 
 // ------------------------------------------------------------------ the background builder
 
-/** How long a series must go without a new or deleted instance before the builder writes its cache. */
-export const METADATA_CACHE_QUIET_MS = 1000;
-
 export interface MetadataCacheBuilderSettings {
-  /** A series is built once it has not changed for this long (ms). */
+  /** After an instance is deleted, its series is rebuilt once it has not changed for this long (ms). */
   quietMs: number;
   /** Series built at the same time. */
   concurrency: number;
 }
 
 /**
- * Writes the metadata cache of a series ahead of its first read: when the series has gone `quietMs` without a new,
- * overwritten or deleted instance. The ingestion path only notifies (the store's `stored` and `deleted` events:
- * one map update per instance); the builds run later, `concurrency` at a time, each reading a few files at a time,
- * and a read of a series being built joins the build. A series still current in the cache is skipped; one deleted
- * meanwhile is dropped. Series waiting when the server stops are built by their first read after the restart.
+ * Writes the metadata cache of a series ahead of its first read, as Orthanc's DICOMweb plugin (1.15+) does: when the
+ * series becomes stable (the store's `StableSeries` change, `StableAge` seconds after its last instance), and, which
+ * the plugin does not, `quietMs` after the last deletion of one of its instances. The ingestion path does no work
+ * for it (the stability timer already exists); the builds run `concurrency` at a time, each reading a few files at
+ * a time, and a read of a series being built joins the build. A series still current in the cache is skipped; one
+ * deleted meanwhile is dropped. Series waiting when the server stops are built by their first read after the restart.
  */
 export class MetadataCacheBuilder {
-  /** Series public ID -> time of its last change (ms), least recently changed first. */
+  /** Series whose instances were deleted: public ID -> time of the last deletion (ms), least recent first. */
   private readonly changed = new Map<string, number>();
-  /** Series quiet long enough, waiting for a build slot. */
+  /** Series due, waiting for a build slot. */
   private readonly due = new Set<string>();
   private readonly running = new Set<Promise<void>>();
   private timer: NodeJS.Timeout | undefined;
   private waiters: Array<() => void> = [];
   private closed = false;
-  private readonly onStored = (event: StoredInstanceEvent) => this.touch(event.result.ParentSeries);
+  private readonly onChange = (event: ChangeEvent) => {
+    if (event.changeType !== ChangeType.StableSeries || this.closed) return;
+    this.changed.delete(event.publicId);
+    this.due.add(event.publicId);
+    this.pump();
+  };
   private readonly onDeleted = (event: DeletedEvent) => {
     for (const row of event.deleted) {
       if (row.level !== Level.Series) continue;
@@ -295,13 +298,13 @@ export class MetadataCacheBuilder {
 
   constructor(
     private readonly store: DicomStore,
-    private readonly settings: MetadataCacheBuilderSettings = { quietMs: METADATA_CACHE_QUIET_MS, concurrency: 1 },
+    private readonly settings: MetadataCacheBuilderSettings,
   ) {
-    store.on('stored', this.onStored);
+    store.on('change', this.onChange);
     store.on('deleted', this.onDeleted);
   }
 
-  /** Series changed, waiting or being built. */
+  /** Series waiting or being built. */
   get pending(): number {
     return this.changed.size + this.due.size + this.running.size;
   }
@@ -317,7 +320,7 @@ export class MetadataCacheBuilder {
     this.closed = true;
     const state = cacheStates.get(this.store);
     if (state?.builder === this) state.builder = undefined;
-    this.store.off('stored', this.onStored);
+    this.store.off('change', this.onChange);
     this.store.off('deleted', this.onDeleted);
     if (this.timer) clearInterval(this.timer);
     this.timer = undefined;
@@ -332,7 +335,7 @@ export class MetadataCacheBuilder {
     this.changed.delete(seriesPublicId);
     this.changed.set(seriesPublicId, Date.now());
     if (!this.timer) {
-      this.timer = setInterval(() => this.sweep(), Math.max(10, this.settings.quietMs / 4));
+      this.timer = setInterval(() => this.sweep(), Math.max(10, Math.min(1000, this.settings.quietMs / 4)));
       this.timer.unref();
     }
   }
@@ -390,12 +393,12 @@ export class MetadataCacheBuilder {
  * Starts the background builder of a store's metadata cache when the cache serves something: `EnableMetadataCache`
  * with `Full` series or study metadata. Returns it (to close before the store), or undefined.
  */
-export function startMetadataCacheBuilder(store: DicomStore, options: DicomWebOptions, settings?: MetadataCacheBuilderSettings): MetadataCacheBuilder | undefined {
+export function startMetadataCacheBuilder(store: DicomStore, options: DicomWebOptions): MetadataCacheBuilder | undefined {
   const full = options.seriesMetadata === 'Full' || options.studiesMetadata === 'Full';
   if (!options.enable || !options.enableMetadataCache || !full) return undefined;
   const state = cacheState(store);
   if (state.builder) return state.builder;
-  const builder = new MetadataCacheBuilder(store, settings);
+  const builder = new MetadataCacheBuilder(store, { quietMs: store.options.stableAge * 1000, concurrency: 1 });
   state.builder = builder;
   return builder;
 }
