@@ -68,6 +68,19 @@ describe('DICOM JSON (PS3.18 Annex F)', () => {
       expect(attr(json, '00271042')).to.deep.equal({ vr: 'FL', Value: [-11.2] });
     });
 
+    it('writes binary values in little endian order, whatever the file: a big endian file answers the same InlineBinary', () => {
+      const little = datasetToDicomJson(corpus('MR_small.dcm'));
+      const big = datasetToDicomJson(corpus('MR_small_bigendian.dcm'));
+      const pixels = attr(little, '7FE00010');
+      expect(pixels.vr).to.equal('OW');
+      expect(pixels.InlineBinary).to.be.a('string').with.length.above(1000);
+      expect(attr(big, '7FE00010')).to.deep.equal(pixels);
+      // The numbers of the big endian file were swapped, not its bytes copied: its raw value differs.
+      const raw = corpus('MR_small_bigendian.dcm');
+      const el = raw.get(0x7fe00010)!;
+      expect(raw.valueBytes(el).toString('base64')).to.not.equal(pixels.InlineBinary);
+    });
+
     it('writes AT as GGGGEEEE strings', () => {
       const json = datasetToDicomJson(corpus('JPEG2000.dcm'));
       expect(attr(json, '00280009')).to.deep.equal({ vr: 'AT', Value: ['00540010', '00540020'] });

@@ -8,6 +8,7 @@
 import type { DataSet, Element } from './dataset.js';
 import { BINARY_VRS, STRING_VRS, isNumericVr, trimValue } from './dataset.js';
 import { keywordOf } from './dictionary.js';
+import { valueRange } from './frames.js';
 import { formatTagJson, formatTagOrthanc, isPrivateTag, type Tag } from './tag.js';
 import { trimEndChar } from './trim.js';
 
@@ -86,7 +87,8 @@ function attributeToJson(ds: DataSet, el: Element, path: number[], options: Dico
     }
     if (el.fragments) return { vr };
     if (el.length === 0) return { vr };
-    return { vr, InlineBinary: ds.valueBytes(el).toString('base64') };
+    // DICOM JSON's binary values are in little endian order (PS3.18 F.2.7): a big endian file's words are swapped.
+    return { vr, InlineBinary: valueRange(ds, el, 0, el.length).toString('base64') };
   }
   if (el.length === 0) return { vr };
   if (isNumericVr(vr)) return { vr, Value: vr === 'FL' ? ds.elementNumbers(el).map(shortestFloat32) : ds.elementNumbers(el) };
