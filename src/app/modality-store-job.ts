@@ -6,6 +6,7 @@
  * answered and the job is saved, so that it resumes after a restart. The asynchronous C-MOVE SCP
  * (`SynchronousCMove: false`) runs its sub-operations as such a job; `POST /modalities/{id}/store` too.
  */
+import { SetOfInstancesJob, type SetOfInstancesState } from './set-of-instances-job.js';
 import { PacsError } from '../core/errors.js';
 import { logger } from '../core/log.js';
 import { Tags } from '../dicom/tag.js';
@@ -37,15 +38,9 @@ export interface ModalityStoreDeps {
 }
 
 /** The saved state of a job (also what it is created from). */
-export interface ModalityStoreState {
-  /** Instances' public IDs, in sending order. */
-  instances: string[];
-  /** The next instance to send. */
-  position: number;
-  failed: string[];
+export interface ModalityStoreState extends SetOfInstancesState {
   remote: { aet: string; host: string; port: number; useTls: boolean };
   localAet: string;
-  description: string;
   permissive: boolean;
   moveOriginator?: { aet: string; messageId: number };
   parentResources: string[];
@@ -55,13 +50,15 @@ export interface ModalityStoreState {
   dimsePriority?: number;
 }
 
-export class ModalityStoreJob implements Job {
+export class ModalityStoreJob extends SetOfInstancesJob<ModalityStoreState> implements Job {
   readonly type = MODALITY_STORE_JOB;
 
   constructor(
-    private readonly state: ModalityStoreState,
+    state: ModalityStoreState,
     private readonly deps: ModalityStoreDeps,
-  ) {}
+  ) {
+    super(state);
+  }
 
   async step(runtime: JobRuntime): Promise<JobStepResult> {
     const { state, deps } = this;
@@ -129,16 +126,10 @@ export class ModalityStoreJob implements Job {
     return StepResult.success();
   }
 
-  progress(): number {
-    return this.state.instances.length === 0 ? 1 : this.state.position / this.state.instances.length;
-  }
-
   content(): Record<string, unknown> {
     const { state } = this;
     const content: Record<string, unknown> = {
-      Description: state.description,
-      FailedInstancesCount: state.failed.length,
-      InstancesCount: state.instances.length,
+      ...this.setContent(),
       LocalAet: state.localAet,
       ParentResources: state.parentResources,
       RemoteAet: state.remote.aet,
@@ -150,14 +141,7 @@ export class ModalityStoreJob implements Job {
     return content;
   }
 
-  serialize(): ModalityStoreState {
-    return this.state;
-  }
 
-  reset(): void {
-    this.state.position = 0;
-    this.state.failed = [];
-  }
 }
 
 function isState(value: unknown): value is ModalityStoreState {

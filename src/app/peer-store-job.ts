@@ -20,6 +20,7 @@ import { StepResult } from '../jobs/job.js';
 import { displayUrl, expectSuccess, type PeerClient, type PeerHttp } from '../peers/client.js';
 import { parsePeer, serializePeer, type OrthancPeer } from '../peers/registry.js';
 import type { DicomStore } from '../store/store.js';
+import { SetOfInstancesJob, type SetOfInstancesState } from './set-of-instances-job.js';
 
 const log = logger('jobs');
 const gzipAsync = promisify(gzip);
@@ -33,12 +34,7 @@ export interface PeerStoreDeps {
 }
 
 /** The saved state of a job (also what it is created from). */
-export interface PeerStoreState {
-  /** Instances' public IDs, in sending order. */
-  instances: string[];
-  /** The next instance to send. */
-  position: number;
-  failed: string[];
+export interface PeerStoreState extends SetOfInstancesState {
   /** The peer's symbolic name. */
   peerName: string;
   /** The peer's definition (long form, with its credentials), as it was when the job was created. */
@@ -49,7 +45,6 @@ export interface PeerStoreState {
   /** Bytes sent (after compression). */
   size: number;
   permissive: boolean;
-  description: string;
   /** The resources the job was asked to send (Orthanc's ParentResources). */
   parentResources: string[];
 }
@@ -112,15 +107,16 @@ function transcoded(file: Buffer, to: string, instanceId: string): Buffer {
   }
 }
 
-export class PeerStoreJob implements Job {
+export class PeerStoreJob extends SetOfInstancesJob<PeerStoreState> implements Job {
   readonly type = PEER_STORE_JOB;
   private readonly peer: OrthancPeer;
   private client: PeerClient | undefined;
 
   constructor(
-    private readonly state: PeerStoreState,
+    state: PeerStoreState,
     private readonly deps: PeerStoreDeps,
   ) {
+    super(state);
     this.peer = parsePeer(state.peerName, state.peer, `the peer of an ${PEER_STORE_JOB} job`);
   }
 
@@ -194,18 +190,10 @@ export class PeerStoreJob implements Job {
     return length;
   }
 
-  progress(): number {
-    return this.state.instances.length === 0 ? 1 : this.state.position / this.state.instances.length;
-  }
-
   /** Orthanc's OrthancPeerStoreJob::GetPublicContent. */
   content(): Record<string, unknown> {
     const { state } = this;
-    const content: Record<string, unknown> = {
-      Description: state.description,
-      InstancesCount: state.instances.length,
-      FailedInstancesCount: state.failed.length,
-    };
+    const content = this.setContent();
     if (state.parentResources.length > 0) content.ParentResources = state.parentResources;
     content.Peer = serializePeer(this.peer, { forceAdvanced: false, includePasswords: false });
     content.Compress = state.compress;
@@ -215,13 +203,8 @@ export class PeerStoreJob implements Job {
     return content;
   }
 
-  serialize(): PeerStoreState {
-    return this.state;
-  }
-
-  reset(): void {
-    this.state.position = 0;
-    this.state.failed = [];
+  override reset(): void {
+    super.reset();
     this.state.size = 0;
   }
 
