@@ -1160,13 +1160,24 @@ describe('the jobs temporary folder (openJobsTemporaryDirectory)', () => {
     expect(readFileSync(join(mine, 'owner.pid'), 'utf8')).to.equal(String(process.pid));
     expect(existsSync(otherDead)).to.equal(false);
     for (const kept of [otherAlive, beingMade, unrelated]) expect(readdirSync(kept), kept).to.include('pacsnode-jobs-x');
-    // A second pacsnode on the same index (here: this process again) leaves the first one's files alone.
+    // A second pacsnode on the same index (another live process: our parent stands for it) leaves its files alone.
+    writeFileSync(join(mine, 'owner.pid'), String(process.ppid));
     writeFileSync(join(mine, 'in-use'), '');
     const second = await openJobsTemporaryDirectory('/data/index-a', root);
     expect(readdirSync(mine).sort()).to.deep.equal(['in-use', 'owner.pid']);
     await second.close();
     expect(readdirSync(mine).sort()).to.deep.equal(['in-use', 'owner.pid']);
     rmSync(join(mine, 'in-use'));
+    writeFileSync(join(mine, 'owner.pid'), String(process.pid));
+    await t.close();
+    expect(existsSync(mine)).to.equal(false);
+  });
+
+  it('takes its own PID in owner.pid for a previous run (a container restarted after a crash keeps /tmp and PID 1)', async () => {
+    const mine = jobsTemporaryPath('/data/index-b', root);
+    leftover(mine.slice(root.length + 1), process.pid);
+    const t = await openJobsTemporaryDirectory('/data/index-b', root);
+    expect(readdirSync(mine)).to.deep.equal(['owner.pid']);
     await t.close();
     expect(existsSync(mine)).to.equal(false);
   });

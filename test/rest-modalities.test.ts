@@ -128,6 +128,15 @@ describe('REST: /modalities', function () {
       expectError(await call(a.url, 'POST', '/modalities/nope/echo', ''), 404, 'Accessing an inexistent item');
       expect((await call(a.url, 'POST', '/modalities/storescp/echo', '{bad')).status).to.equal(400);
       expect((await call(a.url, 'POST', '/modalities/storescp/echo', { Timeout: -1 })).status).to.equal(400);
+      // Beyond what a timer holds (2^31 - 1 ms) is refused, not turned into an immediate timeout.
+      expect((await call(a.url, 'POST', '/modalities/storescp/echo', { Timeout: 3000000 })).status).to.equal(400);
+      // Our AE title towards the node must be one: 400, not a network error.
+      for (const LocalAet of ['THIS_IS_WAY_TOO_LONG_AET', 'A\\B', '   ']) {
+        const r = await call(a.url, 'POST', '/modalities/storescp/echo', { LocalAet });
+        expect(r.status, LocalAet).to.equal(400);
+        expect(r.json.Details).to.match(/LocalAet .* is not an AE title/);
+      }
+      expect((await call(a.url, 'POST', '/modalities/storescp/store', { Resources: [], LocalAet: 'A\\B' })).status).to.equal(400);
       expect((await call(a.url, 'POST', '/tools/dicom-echo', { AET: 'X', Host: '127.0.0.1' })).status).to.equal(400);
       const closed = await call(a.url, 'POST', '/modalities/closed/echo', '');
       expectError(closed, 500, 'Error in the network protocol');
@@ -224,6 +233,11 @@ describe('REST: /modalities', function () {
       expect(received()).to.have.length(1);
       expect((await call(a.url, 'POST', '/tools/lookup', sop)).json).to.deep.equal([]);
       expect((await call(a.url, 'POST', '/modalities/storescp/store-straight', 'not dicom')).status).to.equal(400);
+      // A file over 1 MB goes too (MaximumHttpBodySize 0 = no limit).
+      const big = makeInstance({ patientId: 'STRAIGHT', pixelBytes: 3 << 20 });
+      const bigAnswer = await call(a.url, 'POST', '/modalities/storescp/store-straight', big);
+      expect(bigAnswer.status, bigAnswer.text).to.equal(200);
+      expect(received()).to.have.length(2);
     });
   });
 

@@ -217,6 +217,24 @@ describe('REST /peers', function () {
       expect(r.body.Details).to.equal('Unknown Orthanc peer: extra');
     });
 
+    it('masks a password written in the URL in every answer, and still sends it as Basic credentials', async () => {
+      const withCredentials = front.url.replace('http://', 'http://alice:wonder@');
+      expect((await call(a.url, 'PUT', '/peers/urlcreds', [withCredentials])).status).to.equal(200);
+      try {
+        const masked = front.url.replace('http://', 'http://alice:***@');
+        const expanded = JSON.stringify((await call(a.url, 'GET', '/peers?expand')).body);
+        expect(expanded).to.not.include('wonder');
+        expect((await call(a.url, 'GET', '/peers/urlcreds/configuration')).body.Url).to.match(new RegExp(`^${masked.replace(/[.*+?^${}()|[\]\\]/g, '\\$&')}/?$`));
+        const from = front.seen.length;
+        const r = await call(a.url, 'POST', '/peers/urlcreds/store', [source.instances[0]]);
+        expect(r.status, r.text).to.equal(200);
+        expect(JSON.stringify(r.body)).to.not.include('wonder');
+        expect(front.seen.slice(from).map((x) => x.headers.authorization)).to.deep.equal([basic('alice', 'wonder')]);
+      } finally {
+        await call(a.url, 'DELETE', '/peers/urlcreds');
+      }
+    });
+
     it('refuses malformed definitions with 400 and changes nothing', async () => {
       const before = (await call(a.url, 'GET', '/peers?expand')).body;
       const cases: Array<[string, string | object, string]> = [

@@ -185,6 +185,9 @@ describe('REST: /queries', function () {
     expect((await call(a.url, 'POST', `/queries/${id}/retrieve`, { RetrieveMethod: 'C-FIND' })).status).to.equal(400);
     expect((await call(a.url, 'POST', `/queries/${id}/retrieve`, { Synchronous: 1 })).status).to.equal(400);
     expect((await call(a.url, 'POST', `/queries/${id}/retrieve`, '{bad')).status).to.equal(400);
+    // A target that is not an AE title, as plain text or in the object: 400, no job.
+    expect((await call(a.url, 'POST', `/queries/${id}/retrieve`, 'WAY_TOO_LONG_FOR_AN_AET')).status).to.equal(400);
+    expect((await call(a.url, 'POST', `/queries/${id}/retrieve`, { TargetAet: 'A\\B' })).status).to.equal(400);
     await call(a.url, 'PUT', '/modalities/closed', ['NOBODY', '127.0.0.1', await freePort()]);
     const r = await call(a.url, 'POST', '/modalities/closed/query', { Level: 'Study' });
     expectError(r, 500, 'Error in the network protocol');

@@ -386,7 +386,8 @@ function isAlive(pid: number): boolean {
 export async function openJobsTemporaryDirectory(indexDirectory: string, root = tmpdir()): Promise<JobsTemporaryDirectory> {
   const path = jobsTemporaryPath(indexDirectory, root);
   const owner = await ownerOf(path);
-  const shared = owner !== undefined && isAlive(owner);
+  // Our own PID in it is a previous run's (a container restarted after a crash keeps /tmp and its PID 1): stale.
+  const shared = owner !== undefined && owner !== process.pid && isAlive(owner);
   let removed = 0;
   if (shared) {
     log.warn(`${path} belongs to process ${owner}, still running: its temporary files are left alone`);

@@ -126,7 +126,9 @@ export function networking(ctx: AppContext): Networking {
   const service: Networking = {
     queries: new QueryArchive(config.QueryRetrieveSize),
     localAet: (modality, override) => (override !== undefined && override !== '' ? override : modality.localAet || config.DicomAet),
-    timeoutMs: (modality, overrideSeconds) => 1000 * (overrideSeconds ?? (modality.timeout > 0 ? modality.timeout : config.DicomScuTimeout)),
+    // Capped at what Node's timers hold (2^31 - 1 ms): a larger value (a modality's Timeout, DicomScuTimeout) would fire at once.
+    timeoutMs: (modality, overrideSeconds) =>
+      Math.min(2 ** 31 - 1, 1000 * (overrideSeconds ?? (modality.timeout > 0 ? modality.timeout : config.DicomScuTimeout))),
     target: (modality, callingAet, timeoutMs) => {
       void releaseKept(modality.host, modality.port); // the A-RELEASE-RQ goes out now, before the caller connects
       return scuTarget(modality, callingAet, timeoutMs, ctx.requestorTls);

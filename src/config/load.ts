@@ -418,6 +418,8 @@ function integer(min: number, max: number, expected: string): Check<number> {
 }
 
 const count = integer(0, Number.MAX_SAFE_INTEGER, 'a non-negative integer');
+/** Seconds a Node timer can hold (2^31 - 1 ms); 0 = none. */
+const timerSeconds = integer(0, 2147483, 'an integer 0..2147483 (seconds; 0 = no timeout)');
 const port = integer(0, 65535, 'an integer 0..65535 (0 = any free port)');
 
 function oneOf<T extends string>(values: readonly T[]): Check<T> {
@@ -676,7 +678,7 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   OrthancApiVersion: nonEmptyString,
   DicomServerEnabled: bool,
   DicomCheckCalledAet: bool,
-  DicomScpTimeout: count,
+  DicomScpTimeout: timerSeconds,
   MaximumPduLength: integer(4096, 131072, 'an integer 4096..131072 (bytes)'),
   UnknownSopClassAccepted: bool,
   AcceptedTransferSyntaxes: transferSyntaxList,
@@ -698,7 +700,7 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   DicomCheckModalityHost: bool,
   StrictAetComparison: bool,
   SynchronousCMove: bool,
-  DicomScuTimeout: count,
+  DicomScuTimeout: timerSeconds,
   DicomModalitiesInDatabase: bool,
   DicomDefaultRetrieveMethod: oneOf(['C-MOVE', 'C-GET'] as const),
   DicomAssociationCloseDelay: count,
@@ -707,7 +709,7 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   QueryRetrieveSize: integer(1, Number.MAX_SAFE_INTEGER, 'a positive integer'),
   OrthancPeers: orthancPeers,
   OrthancPeersInDatabase: bool,
-  HttpTimeout: count,
+  HttpTimeout: timerSeconds,
   HttpsVerifyPeers: bool,
   HttpsCACertificates: optionalFile,
   HttpProxy: httpProxy,

@@ -63,6 +63,8 @@ const TLS_TRUST_CODES = new Set([
   'CERT_SIGNATURE_FAILURE',
 ]);
 
+const MAX_TIMER_SECONDS = 2147483;
+
 class PeerTimeoutError extends Error {
   constructor(seconds: number, source: string) {
     super(`no progress for ${seconds} s (${source}): the peer did not answer in time`);
@@ -124,7 +126,8 @@ export class PeerClient {
 
   /** The seconds without progress after which a request fails (the peer's Timeout, else HttpTimeout); 0 = none. */
   get timeoutSeconds(): number {
-    return this.peer.timeout > 0 ? this.peer.timeout : this.owner.settings.timeoutSeconds;
+    // Capped at what Node's timers hold (2^31 - 1 ms): a larger value would fire at once.
+    return Math.min(MAX_TIMER_SECONDS, this.peer.timeout > 0 ? this.peer.timeout : this.owner.settings.timeoutSeconds);
   }
 
   /** Closes the kept-alive connection. */

@@ -172,15 +172,25 @@ function needsAdvancedFormat(peer: OrthancPeer): boolean {
 }
 
 /**
+ * The URL as answers show it: a password written in it (`http://user:secret@host/`, sent as Basic credentials) is
+ * masked as `***`, like the `Password` field; the URL kept for sending is unchanged. (Orthanc shows it as it is.)
+ */
+export function publicUrl(url: string): string {
+  const m = /^([a-z][a-z0-9+.-]*:\/\/[^/@:]*):[^/@]*@/i.exec(url);
+  return m ? `${m[1]}:***@${url.slice(m[0].length)}` : url;
+}
+
+/**
  * Orthanc's WebServiceParameters::Serialize: the short form when it is enough (unless `forceAdvanced`), with or
  * without the passwords (an omitted password is '' in the short form, absent in the long one).
  */
 export function serializePeer(peer: OrthancPeer, options: { forceAdvanced: boolean; includePasswords: boolean }): unknown {
   const hasCredentials = peer.username !== '' || peer.password !== '';
+  const url = options.includePasswords ? peer.url : publicUrl(peer.url);
   if (!options.forceAdvanced && !needsAdvancedFormat(peer)) {
-    return hasCredentials ? [peer.url, peer.username, options.includePasswords ? peer.password : ''] : [peer.url];
+    return hasCredentials ? [url, peer.username, options.includePasswords ? peer.password : ''] : [url];
   }
-  const out: Record<string, unknown> = { Url: peer.url };
+  const out: Record<string, unknown> = { Url: url };
   if (hasCredentials) {
     out.Username = peer.username;
     if (options.includePasswords) out.Password = peer.password;
@@ -200,7 +210,7 @@ export function serializePeer(peer: OrthancPeer, options: { forceAdvanced: boole
  * the names of the HTTP headers without their values.
  */
 export function formatPublic(peer: OrthancPeer): Record<string, unknown> {
-  const out: Record<string, unknown> = { Url: peer.url };
+  const out: Record<string, unknown> = { Url: publicUrl(peer.url) };
   if (peer.username !== '') {
     out.Username = peer.username;
     out.Password = null;

@@ -150,11 +150,10 @@ export function buildHttpServer(ctx: AppContext, options: HttpServerOptions = {}
   });
   if (config.HttpCompressionEnabled) app.addHook('onSend', compressAnswer);
 
-  if (log.isEnabled('verbose')) {
-    app.addHook('onResponse', async (request, reply) => {
-      log.verbose(`${request.method} ${request.url} -> ${reply.statusCode}`);
-    });
-  }
+  // Checked per request: /tools/log-level may turn it on while the server runs.
+  app.addHook('onResponse', async (request, reply) => {
+    if (log.isEnabled('verbose')) log.verbose(`${request.method} ${request.url} -> ${reply.statusCode}`);
+  });
 
   app.setErrorHandler((error, request, reply) => {
     // A connection closed under the request (the client left, HttpRequestTimeout): nobody to answer, no server fault.

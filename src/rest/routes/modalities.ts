@@ -53,12 +53,31 @@ export async function readObjectBody(request: FastifyRequest): Promise<Body> {
   return value as Body;
 }
 
+/** The longest timeout Node's timers can hold (2^31 - 1 ms), in whole seconds. */
+const MAX_TIMEOUT_S = 2147483;
+
 /** `Timeout` (seconds, integer >= 0, 0 = none) of a body, when present. */
 export function readTimeout(body: Body): number | undefined {
   const t = body.Timeout;
   if (t === undefined) return undefined;
-  if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0) throw new PacsError('BadFileFormat', 'Timeout must be a non-negative integer (seconds)');
+  if (typeof t !== 'number' || !Number.isSafeInteger(t) || t < 0 || t > MAX_TIMEOUT_S) {
+    throw new PacsError('BadFileFormat', `Timeout must be an integer from 0 to ${MAX_TIMEOUT_S} (seconds)`);
+  }
   return t;
+}
+
+/** An AE title given in a request: 1..16 characters of the default repertoire, no backslash, not only spaces. */
+export function checkAet(aet: string, field: string): string {
+  if (aet.trim() === '' || aet.length > 16 || !/^[\x20-\x5b\x5d-\x7e]+$/.test(aet)) {
+    throw new PacsError('BadRequest', `${field} ${JSON.stringify(aet)} is not an AE title (1 to 16 characters of the default repertoire, no backslash)`);
+  }
+  return aet;
+}
+
+/** An AE title field of a body (`LocalAet`, `TargetAet`), when present and not empty. */
+export function readAet(body: Body, field: string): string | undefined {
+  const aet = readString(body, field);
+  return aet === undefined || aet === '' ? aet : checkAet(aet, field);
 }
 
 /** A string field of a body, when present. */
@@ -118,7 +137,7 @@ export function networkError(where: string, e: unknown): PacsError {
 /** C-ECHO (and, when asked, a study-level C-FIND) towards a node; throws when it does not answer Success. */
 async function runEcho(ctx: AppContext, net: Networking, modality: RemoteModality, body: Body): Promise<void> {
   const timeoutMs = net.timeoutMs(modality, readTimeout(body));
-  const target = net.target(modality, net.localAet(modality, readString(body, 'LocalAet')), timeoutMs);
+  const target = net.target(modality, net.localAet(modality, readAet(body, 'LocalAet')), timeoutMs);
   const checkFind = readBool(body, 'CheckFind') ?? ctx.config.DicomEchoChecksFind;
   const where = `C-ECHO SCU to AET "${modality.aet}" (${modality.host}:${modality.port})`;
   let status: number;
@@ -235,7 +254,7 @@ export function registerModalityRoutes({ app, ctx }: RouteContext): void {
     const modality = modalities.require(request.params.id);
     const { ids, options } = readStoreBody((await readBody(request, 16 << 20)).toString('utf8'));
     const job = jobRequest(options, true);
-    const localAet = net.localAet(modality, readString(options, 'LocalAet'));
+    const localAet = net.localAet(modality, readAet(options, 'LocalAet'));
     const timeoutMs = net.timeoutMs(modality, readTimeout(options));
     const permissive = readBool(options, 'Permissive') ?? false;
     const moveOriginator = readMoveOriginator(options);
@@ -260,7 +279,9 @@ export function registerModalityRoutes({ app, ctx }: RouteContext): void {
 
   app.post<IdParams>('/modalities/:id/store-straight', async (request, reply) => {
     const modality = modalities.require(request.params.id);
-    const bytes = await readBody(request, Math.max(1, ctx.config.MaximumHttpBodySize) * 1024 * 1024);
+    // The whole file is needed to send it (its SOP class and instance UIDs first); MaximumHttpBodySize 0 = no limit.
+    const maxBody = ctx.config.MaximumHttpBodySize * 1024 * 1024;
+    const bytes = await readBody(request, maxBody > 0 ? maxBody : Number.MAX_SAFE_INTEGER);
     let sopClassUid: string;
     let sopInstanceUid: string;
     try {
@@ -294,7 +315,7 @@ export function registerModalityRoutes({ app, ctx }: RouteContext): void {
     const query = body.Query === undefined ? new Map<Tag, string>() : readKeys(body.Query, 'Query');
     const normalize = readBool(body, 'Normalize') ?? true;
     const timeout = readTimeout(body);
-    const localAet = net.localAet(modality, readString(body, 'LocalAet'));
+    const localAet = net.localAet(modality, readAet(body, 'LocalAet'));
     const target = net.target(modality, localAet, net.timeoutMs(modality, timeout));
     const answers = await runFind(target, { level, query, normalize, manufacturer: modality.manufacturer }, { defaultEncoding: ctx.config.DefaultEncoding });
     const record = net.queries.add({ modalityName: modality.name, modality, level, query, normalize, localAet, timeout, answers });
@@ -308,11 +329,8 @@ export function registerModalityRoutes({ app, ctx }: RouteContext): void {
       const body = await readObjectBody(request);
       const items = readRetrieveItems(body);
       const job = jobRequest(body, true);
-      const localAet = net.localAet(modality, readString(body, 'LocalAet'));
-      const targetAet = method === 'move' ? (readString(body, 'TargetAet') ?? ctx.config.DicomAet) : '';
-      if (method === 'move' && (targetAet.trim() === '' || targetAet.length > 16 || targetAet.includes('\\'))) {
-        throw new PacsError('BadRequest', `TargetAet ${JSON.stringify(targetAet)} is not an AE title (1 to 16 characters, no backslash)`);
-      }
+      const localAet = net.localAet(modality, readAet(body, 'LocalAet'));
+      const targetAet = method === 'move' ? readAet(body, 'TargetAet') || ctx.config.DicomAet : '';
       const retrieve = createRetrieveJob(
         {
           method: method === 'move' ? 'C-MOVE' : 'C-GET',

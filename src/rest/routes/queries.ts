@@ -18,7 +18,7 @@ import { Level } from '../../store/levels.js';
 import type { RouteContext } from '../http-server.js';
 import { boolArg, hasArg, json, readBody } from '../request.js';
 import { jobRequest, submitJob } from './jobs.js';
-import { readKeys, readObjectBody, readString, readTimeout, remoteNode } from './modalities.js';
+import { checkAet, readAet, readKeys, readObjectBody, readTimeout, remoteNode } from './modalities.js';
 
 type IdParams = { Params: { id: string } };
 type AnswerParams = { Params: { id: string; index: string } };
@@ -78,9 +78,9 @@ function readRetrieveBody(text: string): { body: Record<string, unknown>; target
     }
     const body = value as Record<string, unknown>;
     if (body.TargetAet !== undefined && typeof body.TargetAet !== 'string') throw new PacsError('BadParameterType', 'TargetAet must be a string');
-    return { body, targetAet: readString(body, 'TargetAet') };
+    return { body, targetAet: readAet(body, 'TargetAet') || undefined };
   }
-  return { body: {}, targetAet: trimmed === '' ? undefined : trimmed };
+  return { body: {}, targetAet: trimmed === '' ? undefined : checkAet(trimmed, 'TargetAet') };
 }
 
 export function registerQueryRoutes({ app, ctx }: RouteContext): void {
