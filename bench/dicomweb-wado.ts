@@ -4,17 +4,27 @@
  * plugin in the same run. Prints instances/s, MB/s and the server's peak RSS (VmHWM).
  *
  *   npm run bench:stow -- [--n 1000] [--per-request 10] [--concurrency 4] [--kb 28] [--study-instances 100]
- *                         [--study-kb 512] [--runs 3] [--no-orthanc] [--built]
+ *                         [--study-kb 512] [--runs 3] [--no-orthanc] [--built] [--compare DIR] [--cpu-prof DIR]
+ *                         [--node-client]
+ *
+ * `--compare DIR` also runs the pacsnode of another checkout (its sources through tsx, e.g. an unpacked
+ * `git archive` of the previous commit, with a node_modules link) in the same alternation: before/after figures
+ * under the same machine load. `--cpu-prof DIR` starts the pacsnode under test with `node --cpu-prof` into DIR.
  */
-import { spawn } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import http from 'node:http';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, resolve, sep } from 'node:path';
 import { closeDelimiter, partHead } from '../src/dicomweb/multipart.js';
 import { generateUid } from '../src/dicom/uids.js';
 import { makeInstance, makeTree } from '../test/helpers/factory.js';
-import { startServer } from '../test/helpers/process.js';
+import { ROOT, startServer } from '../test/helpers/process.js';
+
+function stringOption(name: string): string | undefined {
+  const i = process.argv.indexOf(`--${name}`);
+  return i >= 0 ? process.argv[i + 1] : undefined;
+}
 
 function option(name: string, fallback: number): number {
   const i = process.argv.indexOf(`--${name}`);
@@ -43,6 +53,25 @@ function request(url: string, method: string, headers: http.OutgoingHttpHeaders,
     req.on('error', reject);
     req.end(body);
   });
+}
+
+const WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*';
+/** curl reads the answer unless `--node-client`: it costs the machine (two cores here) much less CPU per MB than Node. */
+const CURL = !process.argv.includes('--node-client') && spawnSync('curl', ['--version']).status === 0;
+
+/** One WADO-RS retrieval: status, bytes received, time from the request to the last byte. */
+async function retrieve(url: string): Promise<{ status: number; bytes: number; ms: number }> {
+  if (!CURL) {
+    const t0 = performance.now();
+    const { status, bytes } = await request(url, 'GET', { accept: WADO_ACCEPT });
+    return { status, bytes, ms: performance.now() - t0 };
+  }
+  const child = spawn('curl', ['-s', '-o', '/dev/null', '-H', `Accept: ${WADO_ACCEPT}`, '-w', '%{http_code} %{size_download} %{time_total}', url]);
+  let out = '';
+  child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+  await new Promise((r) => child.on('exit', r));
+  const [status, bytes, seconds] = out.trim().split(' ').map(Number);
+  return { status: status!, bytes: bytes!, ms: seconds! * 1000 };
 }
 
 function multipart(files: readonly Buffer[]): Buffer {
@@ -89,19 +118,49 @@ interface Target {
   stop(): Promise<void>;
 }
 
-async function startPacsnode(dir: string): Promise<Target> {
-  const config = join(dir, 'pacsnode.json');
-  writeFileSync(config, JSON.stringify({ HttpPort: 0, DicomPort: 0, StorageDirectory: join(dir, 'pacsnode-storage') }));
+async function startPacsnode(dir: string, checkout?: string): Promise<Target> {
+  const name = checkout ? 'baseline' : 'pacsnode';
+  const config = join(dir, `${name}.json`);
+  writeFileSync(config, JSON.stringify({ HttpPort: 0, DicomPort: 0, StorageDirectory: join(dir, `${name}-storage`) }));
+  const profile = stringOption('cpu-prof');
   // The built CLI when `--built` (run `npm run build` first), else the sources through tsx (same code at run time).
+  if (checkout || profile) return startSources(name, config, checkout ?? ROOT, profile ? ['--cpu-prof', `--cpu-prof-dir=${profile}`] : []);
   const server = await startServer(config, { useBin: process.argv.includes('--built') });
   return {
-    name: 'pacsnode',
+    name,
     url: server.url,
     root: `${server.url}/dicom-web/`,
     pid: server.child.pid!,
     stop: async () => {
       server.child.kill('SIGTERM');
       await server.exited;
+    },
+  };
+}
+
+/** `pacsnode serve` from the sources of a checkout, with extra node options. */
+async function startSources(name: string, config: string, checkout: string, nodeArgs: string[]): Promise<Target> {
+  const args = [...nodeArgs, '--import', 'tsx', join(checkout, 'src/cli/main.ts'), 'serve', '--config', config];
+  const child = spawn(process.execPath, args, { cwd: checkout, env: { ...process.env, PACSNODE_LOG_LEVEL: 'warn' }, stdio: ['ignore', 'pipe', 'inherit'] });
+  const exited = new Promise((r) => child.on('exit', r));
+  const port = await new Promise<number>((ok, fail) => {
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => {
+      out += d.toString();
+      const m = /pacsnode ready: http=(\d+)/.exec(out);
+      if (m) ok(Number(m[1]));
+    });
+    void exited.then(() => fail(new Error(`${name} exited early`)));
+  });
+  const url = `http://127.0.0.1:${port}`;
+  return {
+    name,
+    url,
+    root: `${url}/dicom-web/`,
+    pid: child.pid!,
+    stop: async () => {
+      child.kill('SIGTERM');
+      await exited;
     },
   };
 }
@@ -166,7 +225,7 @@ async function main(): Promise<void> {
   const mb = files.reduce((n, f) => n + f.length, 0) / 1e6;
   console.log(
     `DICOMweb benchmark: STOW-RS of ${files.length} instances (${(mb * 1000 / files.length).toFixed(1)} KB each), ${PER_REQUEST} per request, ` +
-      `concurrency ${CONCURRENCY}; WADO-RS of a ${studyFiles.length}-instance study (${studyMb.toFixed(1)} MB); ${RUNS} runs`,
+      `concurrency ${CONCURRENCY}; WADO-RS of a ${studyFiles.length}-instance study (${studyMb.toFixed(1)} MB, read by ${CURL ? 'curl' : 'Node'}); ${RUNS} runs`,
   );
   const dir = mkdtempSync(join(tmpdir(), 'pacsnode-bench-dicomweb-'));
   const rates: Record<string, number> = {};
@@ -175,6 +234,8 @@ async function main(): Promise<void> {
     // Both servers run side by side and the runs alternate between them, so that both see the same machine load
     // (the machine is shared): the ratio is the figure to read.
     const targets: Target[] = [await startPacsnode(dir)];
+    const checkout = stringOption('compare');
+    if (checkout) targets.push(await startPacsnode(dir, resolve(checkout) + sep));
     if (WITH_ORTHANC) targets.push(await startOrthanc(dir));
     try {
       const stowRates = new Map<Target, number[]>(targets.map((t) => [t, []]));
@@ -193,11 +254,7 @@ async function main(): Promise<void> {
       for (let run = 0; run < RUNS; run++) {
         for (const target of targets) {
           const cpu0 = cpuMs(target.pid);
-          const t0 = performance.now();
-          const { status, bytes } = await request(`${target.root}studies/${study}`, 'GET', {
-            accept: 'multipart/related; type="application/dicom"; transfer-syntax=*',
-          });
-          const ms = performance.now() - t0;
+          const { status, bytes, ms } = await retrieve(`${target.root}studies/${study}`);
           if (status !== 200 || bytes < studyMb * 1e6) throw new Error(`${target.name}: WADO-RS answered ${status} with ${bytes} bytes`);
           wadoRates.get(target)!.push(bytes / 1e6 / (ms / 1000));
           wadoCpu.get(target)!.push(((cpuMs(target.pid) - cpu0) * 1e6) / bytes);
@@ -218,9 +275,10 @@ async function main(): Promise<void> {
     } finally {
       for (const target of targets) await target.stop();
     }
-    if (rates.pacsnode && rates.orthanc) {
+    for (const other of ['baseline', 'orthanc']) {
+      if (!rates.pacsnode || !rates[other]) continue;
       console.log(
-        `ratio pacsnode / orthanc: STOW-RS ${(rates.pacsnode / rates.orthanc).toFixed(2)}x, WADO-RS ${(throughputs.pacsnode! / throughputs.orthanc!).toFixed(2)}x`,
+        `ratio pacsnode / ${other}: STOW-RS ${(rates.pacsnode / rates[other]).toFixed(2)}x, WADO-RS ${(throughputs.pacsnode! / throughputs[other]!).toFixed(2)}x`,
       );
     }
   } finally {

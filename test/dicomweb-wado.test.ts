@@ -14,6 +14,7 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import { createRequire } from 'node:module';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
+import { PassThrough } from 'node:stream';
 import * as dicomweb from 'dicomweb-client';
 import { parseMediaType, readMultipart } from '../src/dicomweb/multipart.js';
 import { valueRange } from '../src/dicom/frames.js';
@@ -27,6 +28,7 @@ import {
   ImplicitVRLittleEndian,
 } from '../src/dicom/transfer-syntax.js';
 import { generateUid } from '../src/dicom/uids.js';
+import { dicomParts, findInstances, planAll } from '../src/dicomweb/wado.js';
 import { tempServer, type TestServer } from './helpers/context.js';
 import { makeInstance } from './helpers/factory.js';
 import { freePort, waitFor } from './helpers/interop.js';
@@ -232,6 +234,29 @@ describe('DICOMweb WADO-RS', function () {
     expect(one).to.equal(2);
     const all = await dw.retrieveStudy({ studyInstanceUID: study });
     expect(all.map((b) => files.findIndex((f) => f.equals(Buffer.from(b)))).sort()).to.deep.equal([0, 1, 2, 3, 4]);
+  });
+
+  it('sends a file larger than 4 MB in chunks between whole-read parts, the same piped to HTTP or read as a stream', async () => {
+    const study = generateUid();
+    const sizes = [150000, 9 << 20, 70000, 300000];
+    const files = sizes.map((n, i) => makeInstance({ studyInstanceUid: study, seriesInstanceUid: `${study}.1`, instanceNumber: i, pixelBytes: n }));
+    for (const f of files) await dw.storeInstances({ datasets: [arrayBuffer(f)] });
+    // Over HTTP (the stream is piped into the response, buffers reused between parts): every part, in order.
+    const a = await get(`${s.url}/dicom-web/studies/${study}`);
+    expect(a.status).to.equal(200);
+    const got = await parts(a);
+    expect(got.map((p) => files.findIndex((f) => f.equals(p.body)))).to.deep.equal([0, 1, 2, 3]);
+    // Read as a stream (a new buffer per part): the same bytes, with the same boundary.
+    const boundary = parseMediaType(a.type).params.get('boundary')!;
+    const instances = findInstances(s.ctx.store, { study });
+    const chunks: Buffer[] = [];
+    for await (const c of dicomParts(s.ctx.store, instances, planAll(instances, ['*']), boundary)) chunks.push(c as Buffer);
+    expect(Buffer.concat(chunks).equals(a.body)).to.equal(true);
+    // Piped into something else than a response (which may hold chunks after its callback): no buffer is reused.
+    const piped: Buffer[] = [];
+    const through = dicomParts(s.ctx.store, instances, planAll(instances, ['*']), boundary).pipe(new PassThrough());
+    for await (const c of through) piped.push(c as Buffer);
+    expect(Buffer.concat(piped).equals(a.body)).to.equal(true);
   });
 
   it('a client that leaves in the middle of a study costs nothing: no error escapes, the next request is served', async () => {

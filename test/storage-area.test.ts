@@ -68,4 +68,30 @@ for (const variant of [
     expect(existsSync(storage.pathOf(uuid))).to.equal(false);
     expect(() => storage.pathOf('../../etc/passwd')).to.throw(/not an attachment UUID/);
   });
+
+  it('readInto: reads a file (or from a position) straight into a buffer at an offset, stops at its end', async () => {
+    const content = Buffer.from(Array.from({ length: 3 << 20 }, (_, i) => (i * 7) & 0xff));
+    const w = await storage.begin(uuid);
+    await w.writeAll(content);
+    w.publish();
+    // The whole file after a 5-byte prefix that must be left alone.
+    const target = Buffer.alloc(5 + content.length, 0xee);
+    expect(await storage.readInto(uuid, target, 5)).to.equal(content.length);
+    expect(target.subarray(0, 5).equals(Buffer.alloc(5, 0xee))).to.equal(true);
+    expect(target.subarray(5).equals(content)).to.equal(true);
+    // A chunk from a position; a buffer larger than what is left gets what is left.
+    const chunk = Buffer.alloc(1000);
+    expect(await storage.readInto(uuid, chunk, 0, 1 << 20)).to.equal(1000);
+    expect(chunk.equals(content.subarray(1 << 20, (1 << 20) + 1000))).to.equal(true);
+    const tail = Buffer.alloc(100);
+    expect(await storage.readInto(uuid, tail, 0, content.length - 40)).to.equal(40);
+    expect(tail.subarray(0, 40).equals(content.subarray(-40))).to.equal(true);
+    // A missing attachment is Orthanc's InexistentFile.
+    const missing = '0a1b2c3d-0000-4000-8000-00000000000b';
+    const error = await storage.readInto(missing, Buffer.alloc(1), 0).then(
+      () => undefined,
+      (e: unknown) => e as { code: string },
+    );
+    expect(error?.code).to.equal('InexistentFile');
+  });
 });

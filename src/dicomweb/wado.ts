@@ -8,6 +8,8 @@
  * available: such a request answers 406 with a message saying so (unless the Accept header also offers a syntax
  * that can be served).
  */
+import { ServerResponse } from 'node:http';
+import { Readable, type Writable } from 'node:stream';
 import { deflateRawSync } from 'node:zlib';
 import { PacsError } from '../core/errors.js';
 import type { DataSet, Element } from '../dicom/dataset.js';
@@ -24,7 +26,7 @@ import {
 } from '../dicom/transfer-syntax.js';
 import { encodeDataset, type WriteElement } from '../dicom/writer.js';
 import { Level } from '../store/levels.js';
-import { MetadataType, type ResourceRow } from '../store/sqlite-index.js';
+import { MetadataType, type AttachmentInfo, type ResourceRow } from '../store/sqlite-index.js';
 import type { DicomStore } from '../store/store.js';
 import { findResource } from './metadata.js';
 import { closeDelimiter, parseAccept, partHead, type AcceptedType } from './multipart.js';
@@ -44,6 +46,8 @@ export interface InstanceToSend {
   transferSyntaxUid: string;
   /** Size of the DICOM file (uncompressed), 0 when unknown. */
   size: number;
+  /** The DICOM file's attachment (undefined when missing, which none should be). */
+  attachment?: AttachmentInfo;
 }
 
 /**
@@ -64,6 +68,7 @@ export function findInstances(store: DicomStore, target: WadoTarget): InstanceTo
     row,
     transferSyntaxUid: syntaxes.get(row.id) ?? ExplicitVRLittleEndian,
     size: files.get(row.id)?.uncompressedSize ?? 0,
+    attachment: files.get(row.id),
   }));
 }
 
@@ -151,69 +156,266 @@ export function planAll(instances: readonly InstanceToSend[], wanted: readonly W
 
 // ---------------------------------------------------------------------------------------------- streaming
 
-/** Files up to this size are read in one call; larger ones stream from the storage area. */
-const WHOLE_FILE_READ = 8 << 20;
+/** Files up to this size are read whole, straight into their part; larger ones are read in chunks of this size. */
+const WHOLE_FILE_READ = 4 << 20;
 /** Reads started ahead of the part being sent: at most this many bytes (so a study is never held whole). */
-const READ_AHEAD_BYTES = 16 << 20;
+const READ_AHEAD_BYTES = 8 << 20;
+
+/** One instance's part, ready to send: its head, the file (or its first chunk), and the close delimiter if last. */
+type PartRead = Promise<Buffer[]>;
 
 /**
- * The multipart body of a WADO-RS retrieval, part by part. A file up to 8 MB is read in one call, and the next
- * files are read while it is sent (up to 16 MB ahead); a larger file streams from the storage area; a converted
- * instance is read whole, converted, then sent.
+ * The buffers of the parts sent, kept for the next parts (of any retrieval) once the socket has taken them, up to
+ * 24 MB: a study sent allocates (and the garbage collector frees) next to nothing. Best fit, never more than twice
+ * the size asked.
  */
-export async function* dicomParts(
+const partBuffers = new (class {
+  private readonly free: ArrayBuffer[] = [];
+  private freeBytes = 0;
+  /** Only buffers allocated here go back to the pool. */
+  private readonly mine = new WeakSet<ArrayBuffer>();
+
+  allocate(length: number): Buffer {
+    let best = -1;
+    this.free.forEach((b, i) => {
+      if (b.byteLength >= length && b.byteLength <= 2 * length && (best < 0 || b.byteLength < this.free[best]!.byteLength)) best = i;
+    });
+    if (best >= 0) {
+      const [buffer] = this.free.splice(best, 1);
+      this.freeBytes -= buffer!.byteLength;
+      return Buffer.from(buffer!, 0, length);
+    }
+    const fresh = Buffer.allocUnsafeSlow(length);
+    this.mine.add(fresh.buffer as ArrayBuffer);
+    return fresh;
+  }
+
+  owns(chunk: Buffer): boolean {
+    return this.mine.has(chunk.buffer as ArrayBuffer);
+  }
+
+  /** A buffer the socket has taken: kept while the pool is under its limit, else dropped. */
+  release(chunk: Buffer): void {
+    const buffer = chunk.buffer as ArrayBuffer;
+    if (this.freeBytes + buffer.byteLength > 24 << 20) return;
+    this.free.push(buffer);
+    this.freeBytes += buffer.byteLength;
+  }
+})();
+
+/** Where the chunks go: `emit` hands one on (false: the consumer is full), `more` waits until it wants more. */
+interface Sink {
+  emit(chunk: Buffer): boolean;
+  more(): Promise<void>;
+}
+
+/**
+ * The multipart body of a WADO-RS retrieval as a byte stream, part by part, with as few chunks as possible: a file
+ * stored uncompressed (up to 4 MB) is read with one open and one read straight into a buffer that already holds
+ * its part head (and, for the last part, the close delimiter after it), so each instance is one chunk and one
+ * socket write, with no copy of the file's bytes. The next files are read while a part is sent (up to 8 MB
+ * ahead, several reads in flight). A larger file is read in 4 MB chunks; a compressed one is inflated whole; a
+ * converted instance is parsed, converted, then sent. Back-pressure: nothing more is read while the consumer is
+ * full.
+ *
+ * Piped into a response (what fastify does with a stream answer), the stream writes to it directly, with a
+ * callback per chunk: a part's buffer is reused for a later part once the socket has taken it, so that sending a
+ * study does not allocate (and garbage-collect) a buffer per instance. Read any other way, every part is a new
+ * buffer.
+ */
+export class DicomPartsStream extends Readable {
+  private readonly reads = new Map<number, PartRead>();
+  /** Next instance to send, next instance whose read is not started, bytes read ahead and not yet sent. */
+  private sent = 0;
+  private next = 0;
+  private ahead = 0;
+  private pumping = false;
+  /** Set while the readable side waits for its consumer to ask for more. */
+  private wake: (() => void) | undefined;
+  private readonly close: Buffer;
+
+  constructor(
+    private readonly store: DicomStore,
+    private readonly instances: readonly InstanceToSend[],
+    private readonly plans: readonly SendPlan[],
+    private readonly boundary: string,
+  ) {
+    super({ highWaterMark: 1 << 20 });
+    this.close = closeDelimiter(boundary);
+  }
+
+  override _read(): void {
+    const wake = this.wake;
+    this.wake = undefined;
+    if (wake) wake();
+    else if (!this.pumping) void this.pump(this.readableSink());
+  }
+
+  override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
+    // Reads still in flight end on their own; their failures are of no interest any more.
+    for (const read of this.reads.values()) read.catch(() => undefined);
+    this.reads.clear();
+    this.wake?.();
+    callback(error);
+  }
+
+  /**
+   * Piped into an HTTP response (once, before any read): writes straight to it, reusing the buffers it has taken.
+   * Only a response: its write callback means the bytes are in the socket (a PassThrough, say, calls back while it
+   * still holds the chunk).
+   */
+  override pipe<T extends NodeJS.WritableStream>(destination: T, options?: { end?: boolean }): T {
+    if (!(destination instanceof ServerResponse) || this.pumping || this.readableFlowing !== null || this.sent > 0) {
+      return super.pipe(destination, options);
+    }
+    const dest = destination as unknown as Writable;
+    void this.pump(this.directSink(dest), true).then((finished) => {
+      if (!finished) return;
+      if (options?.end !== false) dest.end();
+      // The readable side ends too, for whoever watches it (fastify waits for its end).
+      this.push(null);
+      this.resume();
+    });
+    return destination;
+  }
+
+  private readableSink(): Sink {
+    return {
+      emit: (chunk) => this.push(chunk),
+      more: () => new Promise<void>((resolve) => (this.wake = resolve)),
+    };
+  }
+
+  private directSink(dest: Writable): Sink {
+    const release = (chunk: Buffer) => () => this.release(chunk);
+    return {
+      emit: (chunk) => dest.write(chunk, partBuffers.owns(chunk) ? release(chunk) : undefined),
+      more: () =>
+        new Promise<void>((resolve) => {
+          const done = () => {
+            dest.off('drain', done).off('close', done).off('error', done);
+            resolve();
+          };
+          dest.on('drain', done).on('close', done).on('error', done);
+          if (dest.destroyed) done();
+        }),
+    };
+  }
+
+  private allocate(length: number): Buffer {
+    return partBuffers.allocate(length);
+  }
+
+  private release(chunk: Buffer): void {
+    if (!this.destroyed) partBuffers.release(chunk);
+  }
+
+  /** Sends the parts to `sink` until it is full (false) or everything is sent (true). */
+  private async pump(sink: Sink, direct = false): Promise<boolean> {
+    this.pumping = true;
+    try {
+      while (!this.destroyed) {
+        if (this.sent === this.instances.length) {
+          if (this.instances.length === 0) sink.emit(this.close);
+          if (!direct) this.push(null);
+          return true;
+        }
+        const i = this.sent;
+        this.readAhead(i);
+        const read = this.reads.get(i);
+        const chunks = read ? await read : await this.sendOther(i, sink);
+        if (read) {
+          this.reads.delete(i);
+          this.ahead -= this.instances[i]!.size;
+        }
+        this.sent++;
+        if (this.destroyed) return false;
+        let more = true;
+        for (const chunk of chunks) more = sink.emit(chunk);
+        if (!more) await sink.more();
+      }
+    } catch (e) {
+      this.destroy(e as Error);
+    } finally {
+      this.pumping = false;
+    }
+    return false;
+  }
+
+  private partHead(i: number, length: number): Buffer {
+    const type = `application/dicom; transfer-syntax=${this.plans[i]!.target}`;
+    return partHead(this.boundary, { 'Content-Type': type, 'Content-Length': length }, i === 0);
+  }
+
+  private isWhole(i: number): boolean {
+    const { size, attachment } = this.instances[i]!;
+    return !this.plans[i]!.convert && attachment?.compression === 1 && size <= WHOLE_FILE_READ;
+  }
+
+  /** Starts the reads of the files read whole from `i` on, up to the read-ahead budget or a file sent otherwise. */
+  private readAhead(i: number): void {
+    if (this.next < i) this.next = i;
+    while (this.next < this.instances.length && this.isWhole(this.next)) {
+      const size = this.instances[this.next]!.size;
+      if (this.reads.size > 0 && this.ahead + size > READ_AHEAD_BYTES) break;
+      const read = this.readWhole(this.next);
+      read.catch(() => undefined); // awaited in turn; not an unhandled rejection if the client leaves first
+      this.reads.set(this.next, read);
+      this.ahead += size;
+      this.next++;
+    }
+    if (this.next === i && !this.isWhole(i)) this.next = i + 1;
+  }
+
+  /** Head, file and (last part) close delimiter in one buffer, the file read straight into its place. */
+  private async readWhole(i: number): PartRead {
+    const { size, attachment } = this.instances[i]!;
+    const head = this.partHead(i, size);
+    const last = i === this.instances.length - 1;
+    const part = this.allocate(head.length + size + (last ? this.close.length : 0));
+    head.copy(part, 0);
+    const n = await this.store.storage.readInto(attachment!.uuid, part.subarray(0, head.length + size), head.length);
+    if (n !== size) throw new PacsError('CorruptedFile', `attachment ${attachment!.uuid} has ${n} bytes, the index says ${size}`);
+    if (last) this.close.copy(part, head.length + size);
+    return [part];
+  }
+
+  /** A converted, compressed or large instance: sent from here, chunk by chunk for a large file. */
+  private async sendOther(i: number, sink: Sink): PartRead {
+    const { row, size, attachment } = this.instances[i]!;
+    const last = i === this.instances.length - 1 ? [this.close] : [];
+    if (this.plans[i]!.convert) {
+      const chunks = convertPart10(await this.store.parseInstance(row.publicId), this.plans[i]!.target);
+      return [this.partHead(i, chunks.reduce((n, c) => n + c.length, 0)), ...chunks, ...last];
+    }
+    if (!attachment) throw new PacsError('InexistentFile', `instance ${row.publicId} has no DICOM file`);
+    if (attachment.compression !== 1) {
+      const bytes = await this.store.readAttachment(attachment);
+      return [this.partHead(i, bytes.length), bytes, ...last];
+    }
+    // A large file: its head now, then its chunks as the consumer asks for them.
+    let more = sink.emit(this.partHead(i, size));
+    for (let position = 0; position < size; ) {
+      if (!more) await sink.more();
+      if (this.destroyed) return [];
+      const chunk = this.allocate(Math.min(WHOLE_FILE_READ, size - position));
+      const n = await this.store.storage.readInto(attachment.uuid, chunk, 0, position);
+      if (n !== chunk.length) throw new PacsError('CorruptedFile', `attachment ${attachment.uuid} is shorter than the index says`);
+      position += n;
+      more = sink.emit(chunk);
+    }
+    return last;
+  }
+}
+
+/** The multipart body of a WADO-RS retrieval (see `DicomPartsStream`). */
+export function dicomParts(
   store: DicomStore,
   instances: readonly InstanceToSend[],
   plans: readonly SendPlan[],
   boundary: string,
-): AsyncGenerator<Buffer, void, undefined> {
-  const isWhole = (i: number) => !plans[i]!.convert && instances[i]!.size > 0 && instances[i]!.size <= WHOLE_FILE_READ;
-  const reads = new Map<number, Promise<Buffer>>();
-  let next = 0;
-  let ahead = 0;
-  /** Starts the reads of the files from `i` on, up to the read-ahead budget and the next file not read whole. */
-  const readAhead = (i: number) => {
-    if (next < i) next = i;
-    while (next < instances.length) {
-      if (!isWhole(next)) {
-        if (next > i) break;
-        next++;
-        continue;
-      }
-      if (reads.size > 0 && ahead + instances[next]!.size > READ_AHEAD_BYTES) break;
-      const read = store.readDicom(instances[next]!.row.publicId);
-      read.catch(() => undefined); // awaited below; not an unhandled rejection if the client leaves first
-      reads.set(next, read);
-      ahead += instances[next]!.size;
-      next++;
-    }
-  };
-  for (let i = 0; i < instances.length; i++) {
-    const { row, size } = instances[i]!;
-    const plan = plans[i]!;
-    const type = `application/dicom; transfer-syntax=${plan.target}`;
-    readAhead(i);
-    const whole = reads.get(i);
-    if (plan.convert) {
-      const parsed = await store.parseInstance(row.publicId);
-      const chunks = convertPart10(parsed, plan.target);
-      const length = chunks.reduce((n, c) => n + c.length, 0);
-      yield partHead(boundary, { 'Content-Type': type, 'Content-Length': length }, i === 0);
-      yield* chunks;
-    } else if (whole) {
-      const bytes = await whole;
-      reads.delete(i);
-      ahead -= size;
-      yield partHead(boundary, { 'Content-Type': type, 'Content-Length': bytes.length }, i === 0);
-      yield bytes;
-    } else {
-      const { stream, size: length } = await store.openDicom(row.publicId);
-      yield partHead(boundary, { 'Content-Type': type, 'Content-Length': length }, i === 0);
-      if (Buffer.isBuffer(stream)) yield stream;
-      else for await (const chunk of stream) yield chunk as Buffer;
-    }
-  }
-  yield closeDelimiter(boundary);
+): Readable {
+  return new DicomPartsStream(store, instances, plans, boundary);
 }
 
 // ---------------------------------------------------------------------------------------------- conversion

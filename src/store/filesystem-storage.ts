@@ -7,7 +7,7 @@
  * Start-up recovery walks the folders for `.tmp` files only after an unclean stop: a clean `close()` leaves the
  * marker file `.pacsnode-clean`, which opening removes.
  */
-import { closeSync, createReadStream, existsSync, fdatasyncSync, mkdirSync, openSync, renameSync, writeFileSync, writeSync } from 'node:fs';
+import { closeSync, createReadStream, existsSync, fdatasyncSync, mkdirSync, open as openCallback, openSync, read as readCallback, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -171,6 +171,46 @@ export class FilesystemStorage implements StorageArea {
     } finally {
       await fh.close();
     }
+  }
+
+  /**
+   * Callbacks rather than a FileHandle: an open and the reads (one when the OS gives the whole range at once) on the
+   * thread pool, then a synchronous close (closing a file opened for reading waits for no I/O; one hop to the thread
+   * pool less measured 8 % less CPU per MB). fs.promises' readFile costs an fstat, a read per 512 KB, an async
+   * close and a FileHandle on top, each hop to the thread pool and back costing CPU (docs/dicomweb.md, STOW-RS).
+   */
+  readInto(uuid: string, target: Buffer, offset: number, position = 0): Promise<number> {
+    const path = this.pathOf(uuid);
+    return new Promise((resolve, reject) => {
+      openCallback(path, 'r', (openError, fd) => {
+        if (openError) {
+          reject(
+            openError.code === 'ENOENT'
+              ? new PacsError('InexistentFile', `attachment ${uuid} is missing from the storage area`, { cause: openError })
+              : openError,
+          );
+          return;
+        }
+        let at = offset;
+        const step = (): void => {
+          readCallback(fd, target, at, target.length - at, position + at - offset, (readError, bytesRead) => {
+            if (readError) {
+              closeSync(fd);
+              reject(readError);
+              return;
+            }
+            at += bytesRead;
+            if (bytesRead > 0 && at < target.length) {
+              step();
+              return;
+            }
+            closeSync(fd);
+            resolve(at - offset);
+          });
+        };
+        step();
+      });
+    });
   }
 
   createReadStream(uuid: string, range?: { start: number; end: number }): Readable {

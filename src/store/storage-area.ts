@@ -32,6 +32,12 @@ export interface StorageArea {
   /** Bytes `[start, end)` of an attachment. */
   readRange(uuid: string, start: number, end: number): Promise<Buffer>;
   createReadStream(uuid: string, range?: { start: number; end: number }): Readable;
+  /**
+   * Reads an attachment's bytes from `position` into `target` from `offset` on, until `target` is full or the
+   * attachment ends; resolves with the number of bytes read. One open and as few reads as the OS allows: the fast
+   * path for a file whose size is known (WADO-RS reads each stored file straight into its multipart part).
+   */
+  readInto(uuid: string, target: Buffer, offset: number, position?: number): Promise<number>;
   remove(uuid: string): Promise<void>;
   /**
    * Start-up recovery: writes that were interrupted are published when the index knows their UUID (the crash

@@ -43,7 +43,9 @@ export function registerWadoRoutes({ app, ctx }: RouteContext, options: DicomWeb
     const plans = planAll(instances, wanted);
     const boundary = newBoundary();
     reply.header('MIME-Version', '1.0').type(multipartContentType('application/dicom', boundary));
-    return sendStream(reply, request, dicomParts(store, instances, plans, boundary));
+    const body = dicomParts(store, instances, plans, boundary);
+    body.on('error', (e) => log.error(`${request.method} ${request.url}: the answer stopped: ${e.message}`));
+    return reply.send(body);
   };
   app.get(`${root}studies/:study`, retrieve);
   app.get(`${root}studies/:study/series/:series`, retrieve);
