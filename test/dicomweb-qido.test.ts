@@ -8,6 +8,7 @@ import { expect } from 'chai';
 import { api } from 'dicomweb-client';
 // @ts-expect-error xhr2 has no type declarations
 import XHR from 'xhr2';
+import { toNativeXml } from '../src/dicomweb/xml.js';
 import { readMultipart } from '../src/dicomweb/multipart.js';
 import { tempServer, type TestServer } from './helpers/context.js';
 import { makeInstance } from './helpers/factory.js';
@@ -169,6 +170,13 @@ describe('DICOMweb QIDO-RS', function () {
     expect(uids(everywhere, '00080018')).to.deep.equal([`${SE2A}.1`, `${SE3A}.1`]);
     expect(value(everywhere[0]!, '0020000E')).to.be.a('string');
     expect(uids(await search(s, `/dicom-web/instances?InstanceNumber=2`), '00080018')).to.deep.equal([`${SE1A}.2`]);
+  });
+
+  it('writes XML 1.0 whatever the text holds: markup escaped, control characters XML cannot carry replaced', () => {
+    const xml = toNativeXml({ '00104000': { vr: 'LT', Value: ['page 1\fpage 2 \u001b$B <b> & "q"\r\n\tend'] } });
+    expect(xml).to.contain('<Value number="1">page 1\uFFFDpage 2 \uFFFD$B &lt;b&gt; &amp; &quot;q&quot;\r\n\tend</Value>');
+    // eslint-disable-next-line no-control-regex
+    expect(/[\x00-\x08\x0B\x0C\x0E-\x1F]/.test(xml)).to.equal(false);
   });
 
   it('answers multipart/related XML when asked', async function () {

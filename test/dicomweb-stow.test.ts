@@ -208,6 +208,30 @@ describe('DICOMweb STOW-RS', function () {
     expect(series).to.match(/^[0-9.]+$/);
   });
 
+  it('MaximumHttpBodySize bounds a chunked body too: 413 once it is passed, the instances before it stored whole', async () => {
+    const limited = await tempServer({ MaximumHttpBodySize: 1 });
+    try {
+      const body = multipart([makeInstance(), makeInstance({ pixelBytes: 3 << 20 }), makeInstance()]);
+      let at = 0;
+      const stream = new ReadableStream<Uint8Array>({
+        pull(controller) {
+          if (at >= body.length) return controller.close();
+          controller.enqueue(body.subarray(at, at + 65536));
+          at += 65536;
+        },
+      });
+      const a = await post(limited, '/dicom-web/studies', stream);
+      expectOrthancError(a, 413);
+      // The first part (small, whole) may be stored; the large one, cut by the limit, is not: nothing half-way.
+      const ids = (await (await fetch(`${limited.url}/instances`)).json()) as string[];
+      expect(ids.length).to.be.at.most(1);
+      for (const id of ids) expect((await fetch(`${limited.url}/instances/${id}/file`)).status).to.equal(200);
+      expect((await post(limited, '/dicom-web/studies', multipart([makeInstance()]))).status).to.equal(200);
+    } finally {
+      await limited.close();
+    }
+  });
+
   it('records the origin as Orthanc does for its DICOMweb plugin, and an instance sent twice is a success', async () => {
     const file = makeInstance();
     expect((await post(s, '/dicom-web/studies', multipart([file]))).status).to.equal(200);

@@ -320,6 +320,18 @@ describe('DICOMweb WADO-RS', function () {
       });
     }
 
+    it('leaves out the dataset group lengths a conversion would make wrong (ExplVR_BigEnd has (7FE0,0000))', async () => {
+      const f = await use('ExplVR_BigEnd.dcm');
+      expect([...readPart10(f.bytes).dataset.elements.keys()].some((tag) => tag === 0x7fe00000)).to.equal(true);
+      const a = await get(instanceUrl(f), accept(ImplicitVRLittleEndian));
+      expect(a.status).to.equal(200);
+      const [p] = await parts(a);
+      const converted = readPart10(p!.body);
+      expect(converted.transferSyntaxUid).to.equal(ImplicitVRLittleEndian);
+      expect([...converted.dataset.elements.keys()].filter((tag) => (tag & 0xffff) === 0)).to.deep.equal([]);
+      if (hasDcmdump) expect(dcmdumpCheck(p!.body)).to.contain('(0002,0010) UI =');
+    });
+
     it('plans each instance of a study: converted when it must be, as stored when it already is', async () => {
       const study = generateUid();
       const implicit = makeInstance({ studyInstanceUid: study, transferSyntaxUid: ImplicitVRLittleEndian });
@@ -527,6 +539,23 @@ describe('DICOMweb WADO-RS', function () {
       const [p] = await parts(multi);
       expect(p!.headers.get('content-range')).to.equal(`bytes 10-19/${total}`);
       expect(p!.body.equals(whole.subarray(10, 20))).to.equal(true);
+      // An empty value (CT_small's AccessionNumber) has no range to satisfy, a suffix one included.
+      const ct = await use('CT_small.dcm');
+      const empty = await get(`${instanceUrl(ct)}/bulk/00080050`, { Range: 'bytes=-5' });
+      expect(empty.status).to.equal(416);
+      expect(empty.headers.get('content-range')).to.equal('bytes */0');
+    });
+
+    it('HEAD answers the headers of a study, an instance or a bulk value without a body', async () => {
+      const f = await use('MR_small.dcm');
+      for (const url of [`${s.url}/dicom-web/studies/${f.study}`, instanceUrl(f), `${instanceUrl(f)}/bulk/7fe00010`]) {
+        const head = await fetch(url, { method: 'HEAD' });
+        expect(head.status, url).to.equal(200);
+        expect(head.headers.get('content-type'), url).to.match(/^(multipart\/related|application\/octet-stream)/);
+        expect((await head.arrayBuffer()).byteLength).to.equal(0);
+      }
+      const head = await fetch(`${s.url}/dicom-web/studies/1.2.3.4.5.6.7.8.9`, { method: 'HEAD' });
+      expect(head.status).to.equal(404);
     });
   });
 

@@ -179,6 +179,36 @@ describe('multipart: streaming reader', () => {
     expect((await failure(() => readAll(chunked(cut, []), boundary))).kind).to.equal('truncated');
   });
 
+  it('a source failing inside a part (a client gone) fails the part and the message at once, and never spins', async () => {
+    async function* failing(): AsyncGenerator<Buffer> {
+      yield Buffer.from('--b\r\nContent-Type: application/dicom\r\n\r\nhello');
+      await new Promise((r) => setTimeout(r, 5));
+      throw Object.assign(new Error('aborted'), { code: 'ECONNRESET' });
+    }
+    for (const readBody of [true, false]) {
+      const parts = readMultipart(failing(), 'b');
+      const first = await parts.next();
+      expect(first.done).to.equal(false);
+      if (readBody) {
+        let bodyError: unknown;
+        try {
+          for await (const chunk of (first.value as MultipartPart).body) expect(chunk.toString()).to.equal('hello');
+        } catch (e) {
+          bodyError = e;
+        }
+        expect((bodyError as Error).message).to.equal('aborted');
+      }
+      // Before the fix, asking for the next part here looped on the finished scan without end (a hang, not a failure).
+      let nextError: unknown;
+      try {
+        await parts.next();
+      } catch (e) {
+        nextError = e;
+      }
+      expect((nextError as Error).message, `body read: ${readBody}`).to.equal('aborted');
+    }
+  });
+
   it('a body without the boundary is refused, whatever its chunking', async () => {
     const msg = message(boundary, [Buffer.from('content')]);
     for (const cuts of [[], [5], [1, 2, 3]]) {

@@ -70,7 +70,8 @@ export function parseRange(header: string | undefined, length: number): ByteRang
   if (!m || (m[1] === '' && m[2] === '')) return undefined;
   if (m[1] === '') {
     const suffix = Number(m[2]);
-    if (suffix === 0) throw unsatisfiable(length);
+    // RFC 9110 §14.1.1: a suffix range of an empty representation is unsatisfiable.
+    if (suffix === 0 || length === 0) throw unsatisfiable(length);
     return { start: Math.max(0, length - suffix), end: length };
   }
   const start = Number(m[1]);

@@ -301,6 +301,8 @@ export async function* readMultipart(
     const headers = await readHeaders();
     const ct = headers.get('content-type');
     let outcome: 'next' | 'close' | 'eof' | undefined;
+    /** What stopped the body's scan (the source failed: a client gone); the scan cannot be resumed after it. */
+    let failure: unknown;
     let started = false;
     const bodyScan = scan();
     const body: AsyncIterable<Buffer> = {
@@ -309,8 +311,15 @@ export async function* readMultipart(
         started = true;
         return {
           async next(): Promise<IteratorResult<Buffer>> {
+            if (failure !== undefined) throw failure;
             if (outcome !== undefined) return { done: true, value: undefined };
-            const r = await bodyScan.next();
+            let r: IteratorResult<Buffer, 'next' | 'close' | 'eof'>;
+            try {
+              r = await bodyScan.next();
+            } catch (e) {
+              failure = e;
+              throw e;
+            }
             if (!r.done) return { done: false, value: r.value };
             outcome = r.value;
             if (outcome === 'eof') throw new MultipartError('truncated', `the message ends inside part ${index + 1}`);
@@ -323,10 +332,15 @@ export async function* readMultipart(
       },
     };
     yield { index, headers, contentType: ct === undefined ? undefined : parseMediaType(ct), body };
-    // Skip what the consumer left unread.
+    // Skip what the consumer left unread. A scan that failed under the consumer (its generator is then finished:
+    // `next()` answers done with no value) ends the message with that failure, never a loop.
+    if (failure !== undefined) throw failure;
     while (outcome === undefined) {
       const r = await bodyScan.next();
-      if (r.done) outcome = r.value;
+      if (r.done) {
+        if (r.value === undefined) throw new MultipartError('truncated', `the message ends inside part ${index + 1}`);
+        outcome = r.value;
+      }
     }
     if (outcome === 'eof') throw new MultipartError('truncated', `the message ends inside part ${index + 1}`);
     if (outcome === 'close') {

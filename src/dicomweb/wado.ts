@@ -467,12 +467,15 @@ function valueIn(ds: DataSet, el: Element, ts: TransferSyntax): Buffer {
 }
 
 /**
- * Re-encodes a native dataset in another native syntax (PS3.5 §7): the same elements in the same order, values
- * kept byte for byte (swapped for a change of byte order), sequences and items with undefined lengths.
+ * Re-encodes a native dataset in another native syntax (PS3.5 §7): the same elements in the same order (group
+ * lengths left out), values kept byte for byte (swapped for a change of byte order), sequences and items with
+ * undefined lengths.
  */
 function encodeNativeDataset(ds: DataSet, ts: TransferSyntax, out: Buffer[]): void {
   for (const el of ds.elements.values()) {
     if (el.tag >>> 16 === 0x0002) continue;
+    // Group lengths (gggg,0000; retired in datasets) would be wrong once headers change size: dropped, as DCMTK does.
+    if ((el.tag & 0xffff) === 0) continue;
     if (el.fragments) throw new PacsError('NotImplemented', 'encapsulated pixel data cannot be converted to a native syntax');
     if (el.items !== undefined || el.vr === 'SQ') {
       out.push(elementHeader(el.tag, 'SQ', UNDEFINED_LENGTH, ts));

@@ -11,8 +11,13 @@ import { closeDelimiter, multipartContentType, newBoundary, parseAccept, partHea
 
 const XML_ESCAPES: Readonly<Record<string, string>> = { '<': '&lt;', '>': '&gt;', '&': '&amp;', '"': '&quot;', "'": '&apos;' };
 
+/**
+ * Text as XML 1.0 character data: markup characters escaped, and the control characters XML 1.0 cannot carry at
+ * all (DICOM text may hold them: FF in LT/ST/UT, ESC outside ISO 2022 sets) replaced by U+FFFD.
+ */
 export function escapeXml(text: string): string {
-  return text.replace(/[<>&"']/g, (c) => XML_ESCAPES[c]!);
+  // eslint-disable-next-line no-control-regex
+  return text.replace(/[<>&"']/g, (c) => XML_ESCAPES[c]!).replace(/[\x00-\x08\x0B\x0C\x0E-\x1F\uFFFE\uFFFF]/g, '\uFFFD');
 }
 
 /** PS3.19 A.1.1: the components of one person name group, in PS3.5 order. */

@@ -6,7 +6,17 @@ import type { FastifyReply, FastifyRequest } from 'fastify';
 import type { DicomWebOptions } from '../../dicomweb/options.js';
 import { stowBoundary, stowResponseFormat, storeInstances } from '../../dicomweb/stow.js';
 import { checkUid, publicBase } from '../../dicomweb/uris.js';
-import type { RouteContext } from '../http-server.js';
+import { tooLarge, type RouteContext } from '../http-server.js';
+
+/** The body as it arrives, failing with 413 once more than `maxBytes` came. */
+async function* bounded(body: AsyncIterable<Buffer>, maxBytes: number): AsyncGenerator<Buffer> {
+  let size = 0;
+  for await (const chunk of body) {
+    size += chunk.length;
+    if (size > maxBytes) throw tooLarge(maxBytes);
+    yield chunk;
+  }
+}
 
 export function registerStowRoutes({ app, ctx }: RouteContext, options: DicomWebOptions): void {
   const stow = async (request: FastifyRequest<{ Params: { study?: string } }>, reply: FastifyReply) => {
@@ -14,8 +24,10 @@ export function registerStowRoutes({ app, ctx }: RouteContext, options: DicomWeb
     const expectedStudy = request.params.study === undefined ? undefined : checkUid(request.params.study, 'Study Instance UID');
     const format = stowResponseFormat(request.headers.accept);
     const boundary = stowBoundary(request.headers['content-type']);
+    const maxBytes = ctx.config.MaximumHttpBodySize * 1024 * 1024;
     const answer = await storeInstances(ctx.store, {
-      body: request.raw,
+      // MaximumHttpBodySize also bounds a chunked body (a declared length is checked before the route): 413.
+      body: maxBytes > 0 ? bounded(request.raw, maxBytes) : request.raw,
       boundary,
       expectedStudy,
       base: publicBase(request, options),

@@ -43,6 +43,8 @@ export function registerWadoRoutes({ app, ctx }: RouteContext, options: DicomWeb
     const plans = planAll(instances, wanted);
     const boundary = newBoundary();
     reply.header('MIME-Version', '1.0').type(multipartContentType('application/dicom', boundary));
+    // HEAD (fastify answers it with this handler): the headers only, without reading the study from disk.
+    if (request.method === 'HEAD') return reply.send();
     const body = dicomParts(store, instances, plans, boundary);
     body.on('error', (e) => log.error(`${request.method} ${request.url}: the answer stopped: ${e.message}`));
     return reply.send(body);
@@ -99,6 +101,7 @@ export function registerWadoRoutes({ app, ctx }: RouteContext, options: DicomWeb
     if (kind === 'single') {
       reply.type('application/octet-stream').header('Content-Length', length);
       if (contentRange) reply.header('Content-Range', contentRange);
+      if (request.method === 'HEAD') return reply.send();
       return sendStream(reply, request, value.read(range));
     }
     const boundary = newBoundary();
