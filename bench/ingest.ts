@@ -25,6 +25,8 @@ const KB = option('kb', 28);
 const RUNS = option('runs', 3);
 const WITH_ORTHANC = !process.argv.includes('--no-orthanc') && existsSync('/usr/sbin/Orthanc');
 const WITH_CEILING = process.argv.includes('--ceiling');
+/** `--src`: run pacsnode from the sources (tsx) even when `dist/` exists (e.g. to compare two source trees). */
+const USE_BIN = !process.argv.includes('--src') && existsSync(new URL('../dist/cli/main.js', import.meta.url));
 
 const agent = new http.Agent({ keepAlive: true, maxSockets: CONCURRENCY });
 
@@ -92,7 +94,7 @@ interface Target {
 async function startPacsnode(dir: string): Promise<Target> {
   const config = join(dir, 'pacsnode.json');
   writeFileSync(config, JSON.stringify({ HttpPort: 0, DicomPort: 0, StorageDirectory: join(dir, 'pacsnode-storage') }));
-  const server = await startServer(config, { useBin: existsSync(new URL('../dist/cli/main.js', import.meta.url)) });
+  const server = await startServer(config, { useBin: USE_BIN });
   return {
     name: 'pacsnode',
     url: server.url,

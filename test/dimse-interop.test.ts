@@ -82,6 +82,16 @@ describe('DICOM server with real peers (DCMTK)', function () {
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
+  /** Checks that the instance of `file` is stored with its dataset byte for byte; returns its index row. */
+  async function expectStoredAsSent(file: Buffer) {
+    const sop = readPart10(file).dataset.string(Tags.SOPInstanceUID)!;
+    const [row] = t.ctx.index.lookup(3, [{ tag: Tags.SOPInstanceUID, level: 3, kind: 'equal', value: sop, caseSensitive: true }]);
+    expect(row, `instance ${sop} stored`).to.not.equal(undefined);
+    const stored = await t.ctx.store.readDicom(row!.publicId);
+    expect(datasetBytes(stored).equals(datasetBytes(file)), `dataset of ${file.length} bytes`).to.equal(true);
+    return row!;
+  }
+
   it('answers echoscu', async () => {
     const r = await run('echoscu', ['-aec', 'PACSNODE', '127.0.0.1', String(port)]);
     expect(r.code, r.out).to.equal(0);
@@ -97,16 +107,26 @@ describe('DICOM server with real peers (DCMTK)', function () {
     const r = await run('storescu', ['-aet', 'MODALITY1', '-aec', 'PACSNODE', '127.0.0.1', String(port), ...paths]);
     expect(r.code, r.out).to.equal(0);
     for (const file of files) {
-      const sop = readPart10(file).dataset.string(Tags.SOPInstanceUID)!;
-      const [row] = t.ctx.index.lookup(3, [{ tag: Tags.SOPInstanceUID, level: 3, kind: 'equal', value: sop, caseSensitive: true }]);
-      expect(row, `instance ${sop} stored`).to.not.equal(undefined);
-      const stored = await t.ctx.store.readDicom(row!.publicId);
-      expect(datasetBytes(stored).equals(datasetBytes(file))).to.equal(true);
+      const row = await expectStoredAsSent(file);
       const meta = new Map(t.ctx.index.metadata(row!.id).map((m) => [m.type, m.value]));
       expect(meta.get(MetadataType.RemoteAET)).to.equal('MODALITY1');
       expect(meta.get(MetadataType.CalledAET)).to.equal('PACSNODE');
       expect(meta.get(MetadataType.Origin)).to.equal('DicomProtocol');
     }
+  });
+
+  it('stores datasets on both sides of the in-memory limit (collected whole, or streamed) over one association, byte-identical', async () => {
+    // Just under, just over and well over IN_MEMORY_DATASET (1 MiB), then a small one after the streamed ones.
+    const sizes = [(1 << 20) - 2000, (1 << 20) + 2000, 3 << 20, 1000];
+    const files = sizes.map((pixelBytes, i) => makeInstance({ patientId: 'LIMIT', instanceNumber: i + 1, pixelBytes }));
+    const paths = files.map((f, i) => {
+      const p = join(dir, `limit${i}.dcm`);
+      writeFileSync(p, f);
+      return p;
+    });
+    const r = await run('storescu', ['-aec', 'PACSNODE', '127.0.0.1', String(port), ...paths]);
+    expect(r.code, r.out).to.equal(0);
+    for (const file of files) await expectStoredAsSent(file);
   });
 
   it('stores every pydicom corpus file DCMTK can send, byte-identical to what DCMTK\'s own bit-preserving storescp receives', async function () {

@@ -224,6 +224,19 @@ describe('store: the one ingestion path', function () {
     expect(meta.get(MetadataType.ReceptionDate)).to.match(/^\d{8}T\d{6}$/);
   });
 
+  it('gives 64 consecutive files one storage folder, then moves to another, with valid version 4 UUIDs', async () => {
+    t = await tempContext();
+    const folders: string[] = [];
+    for (let i = 0; i < 65; i++) {
+      const result = await t.ctx.store.store(makeInstance({ patientId: 'RUN', instanceNumber: i + 1 }), { kind: 'rest' });
+      const att = t.ctx.index.attachment(t.ctx.index.findByPublicId(result.ID)!.id, DICOM_ATTACHMENT)!;
+      expect(att.uuid).to.match(/^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$/);
+      folders.push(`${att.uuid.slice(0, 2)}/${att.uuid.slice(2, 4)}`);
+    }
+    expect(new Set(folders.slice(0, 64)).size).to.equal(1);
+    expect(storedFiles(t.ctx.config.StorageDirectory).filter((f) => f.includes(`/${folders[0]}/`))).to.have.length(64 + (folders[64] === folders[0] ? 1 : 0));
+  });
+
   it('logs changes from the instance up, as Orthanc does', async () => {
     t = await tempContext();
     const study = '1.2.840.77';

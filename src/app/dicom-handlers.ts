@@ -164,7 +164,11 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
           sourceAet: assoc.callingAet,
         });
         try {
-          const { input } = await takeInput(request.dataset as AsyncIterable<Buffer>, { prefix: meta });
+          // A dataset received whole (nearly all) becomes the file in one copy; a large one is streamed.
+          const fragments = request.datasetFragments;
+          const input = fragments
+            ? Buffer.concat([meta, ...fragments])
+            : (await takeInput(request.dataset as AsyncIterable<Buffer>, { prefix: meta })).input;
           const result = await store.store(input, {
             kind: 'dimse',
             remoteAet: assoc.callingAet,
@@ -174,7 +178,7 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
           log.verbose(`${assoc.callingAet}->${assoc.calledAet}#${assoc.id} C-STORE ${result.Status}`);
           return Status.Success;
         } catch (e) {
-          request.dataset.resume(); // drain what is left, so the association goes on
+          if (!request.datasetFragments) request.dataset.resume(); // drain what is left, so the association goes on
           log.warn(`${assoc.callingAet}->${assoc.calledAet}#${assoc.id} C-STORE refused: ${(e as Error).message}`);
           if (isPacsError(e) && e.code === 'FullStorage') return Status.OutOfResources;
           if (isPacsError(e) && e.code === 'BadFileFormat') return Status.CannotUnderstand;

@@ -29,8 +29,16 @@ export interface StoreRequest {
   sopInstanceUid: string;
   /** The transfer syntax of the presentation context the dataset arrived in. */
   transferSyntaxUid: string;
-  /** The dataset bytes as received (no meta header), streamed as the PDVs arrive. */
+  /**
+   * The dataset bytes as received (no meta header), streamed as the PDVs arrive. When `datasetFragments` is set,
+   * this is a stream of those fragments, made only if read.
+   */
   dataset: Readable;
+  /**
+   * The whole dataset as its received fragments, in order, when it ended within the SCP's in-memory limit (nearly
+   * every instance): no stream is then needed. Undefined for a large dataset, which is streamed through `dataset`.
+   */
+  datasetFragments?: readonly Buffer[];
   /** Set when the store is a sub-operation of a C-MOVE (PS3.7 §9.1.1.1). */
   moveOriginator?: { aet: string; messageId: number };
 }

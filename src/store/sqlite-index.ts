@@ -301,6 +301,8 @@ function prefixUpperBound(prefix: string): string | undefined {
 export class SqliteIndex {
   readonly db: Database.Database;
   private readonly stmts: Record<string, Statement> = {};
+  /** One instance stored in its own transaction (made once: better-sqlite3 builds wrappers per `transaction()`). */
+  private readonly storeOne: Database.Transaction<(input: NewInstance) => StoreOutcome>;
 
   /**
    * `path` is a file, or `:memory:` for tests. `synchronous` NORMAL (default) keeps WAL commits off the disk's
@@ -315,6 +317,7 @@ export class SqliteIndex {
     this.db.pragma('cache_size = -65536');
     this.db.pragma('temp_store = MEMORY');
     this.migrate();
+    this.storeOne = this.db.transaction((input: NewInstance) => this.storeInstanceInTransaction(input));
   }
 
   close(): void {
@@ -525,8 +528,22 @@ export class SqliteIndex {
   }
 
   private insertMainTags(id: number, level: Level, tags: Map<Tag, string>): void {
-    const ins = this.stmt(`INSERT OR REPLACE INTO main_tags(resource_id, tag, value, norm, indexed) VALUES (?, ?, ?, ?, ?)`);
-    for (const [tag, value] of tags) ins.run(id, tag, value, normalizeForMatching(value), isLookupIndexed(level, tag) ? 1 : 0);
+    const values: unknown[] = [];
+    for (const [tag, value] of tags) values.push(id, tag, value, normalizeForMatching(value), isLookupIndexed(level, tag) ? 1 : 0);
+    this.insertRows(`INSERT OR REPLACE INTO main_tags(resource_id, tag, value, norm, indexed) VALUES`, '(?, ?, ?, ?, ?)', 5, values);
+  }
+
+  /**
+   * One multi-row INSERT for `values` (rows of `width` parameters, flattened): a single statement step instead of
+   * one per row (prepared once per row count, up to 32 rows per statement).
+   */
+  private insertRows(head: string, row: string, width: number, values: readonly unknown[]): void {
+    const rows = values.length / width;
+    for (let start = 0; start < rows; start += 32) {
+      const n = Math.min(32, rows - start);
+      const sql = `${head} ${Array.from({ length: n }, () => row).join(', ')}`;
+      this.stmt(sql).run(...values.slice(start * width, (start + n) * width));
+    }
   }
 
   // ---------------------------------------------------------------- store
@@ -536,6 +553,14 @@ export class SqliteIndex {
    * (e.g. the storage is full) is rolled back alone and reported in its slot.
    */
   storeInstances(inputs: readonly NewInstance[]): Array<{ outcome: StoreOutcome } | { error: unknown }> {
+    // One instance (the usual case with one association): its own transaction, no savepoint around it.
+    if (inputs.length === 1) {
+      try {
+        return [{ outcome: this.storeOne.immediate(inputs[0]!) }];
+      } catch (error) {
+        return [{ error }];
+      }
+    }
     return this.transaction(() =>
       inputs.map((input) => {
         try {
@@ -595,15 +620,16 @@ export class SqliteIndex {
 
     // Metadata of the instance, plus IndexInSeries (1-based arrival order); as Orthanc: LastUpdate on the patient,
     // study and series (not the instance), and the series keeps the RemoteAET of its last instance.
-    const setMeta = this.stmt(`INSERT OR REPLACE INTO metadata(resource_id, type, value, revision) VALUES (?, ?, ?, 0)`);
-    for (const [type, value] of input.metadata) setMeta.run(instanceId, type, value);
+    const meta: unknown[] = [];
+    for (const [type, value] of input.metadata) meta.push(instanceId, type, value);
     const indexInSeries = (
       this.stmt(`SELECT COUNT(*) AS n FROM resources WHERE parent_id = ?`).get(seriesId) as { n: number }
     ).n;
-    setMeta.run(instanceId, MetadataType.IndexInSeries, String(indexInSeries));
-    for (let k = 0; k < 3; k++) setMeta.run(internalIds[k], MetadataType.LastUpdate, input.now);
+    meta.push(instanceId, MetadataType.IndexInSeries, String(indexInSeries));
+    for (let k = 0; k < 3; k++) meta.push(internalIds[k], MetadataType.LastUpdate, input.now);
     const remoteAet = input.metadata.get(MetadataType.RemoteAET);
-    if (remoteAet !== undefined) setMeta.run(seriesId, MetadataType.RemoteAET, remoteAet);
+    if (remoteAet !== undefined) meta.push(seriesId, MetadataType.RemoteAET, remoteAet);
+    this.insertRows(`INSERT OR REPLACE INTO metadata(resource_id, type, value, revision) VALUES`, '(?, ?, ?, 0)', 3, meta);
 
     this.stmt(
       `INSERT INTO attachments(resource_id, content_type, uuid, compressed_size, uncompressed_size, compression,

@@ -85,6 +85,9 @@ export interface ChangeEvent {
   publicId: string;
 }
 
+/** Consecutive DICOM files that share a storage folder (see `attachmentUuid`). */
+const FOLDER_RUN = 64;
+
 /** Bytes kept in memory from a streamed input; beyond this the head is re-read from the spooled file. */
 const HEAD_IN_MEMORY = 1 << 20;
 
@@ -113,6 +116,8 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     reject: (error: unknown) => void;
   }> = [];
   private closed = false;
+  private folderPrefix = '';
+  private folderRun = 0;
 
   constructor(
     readonly index: SqliteIndex,
@@ -162,8 +167,21 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
     return p;
   }
 
-  private async storeInternal(input: Buffer | Readable, origin: Origin): Promise<StoreResult> {
+  /**
+   * A random (version 4) UUID for a new DICOM file, except that FOLDER_RUN consecutive ones share their first four
+   * hex digits, i.e. their folder in Orthanc's layout (`ab/cd/`): a folder made for a file serves the next ones
+   * instead of each file making its own (a mkdir was a sizeable part of storing an instance while the 65,536
+   * folders do not all exist yet). Files are spread over all the folders all the same, one run at a time.
+   */
+  private attachmentUuid(): string {
     const uuid = randomUUID();
+    if (this.folderRun === 0) this.folderPrefix = uuid.slice(0, 4);
+    this.folderRun = (this.folderRun + 1) % FOLDER_RUN;
+    return this.folderPrefix + uuid.slice(4);
+  }
+
+  private async storeInternal(input: Buffer | Readable, origin: Origin): Promise<StoreResult> {
+    const uuid = this.attachmentUuid();
     const pending = await this.storage.begin(uuid);
     // A whole Part 10 file stored as received is written (and synced) while it is parsed and checked: the write is
     // most of an instance's latency. Any later refusal waits for it, then removes the file.

@@ -35,6 +35,9 @@ export interface ScpService {
   handle(session: ScpSession, contextId: number, request: DimseMessage, dataset: Buffer[] | undefined): void;
 }
 
+/** The signal of a request that cannot be cancelled. */
+const NEVER_ABORTED = new AbortController().signal;
+
 /** C-CANCEL-RQ (PS3.7 §9.3.2.3) is answered by the session itself: it must not wait behind the request it cancels. */
 const C_CANCEL_RQ = 0x0fff;
 
@@ -186,10 +189,11 @@ export class ScpSession {
     };
     if (complete) void complete.then(markBusy);
     else markBusy();
-    const controller = new AbortController();
-    if (messageId !== undefined) this.cancellable.set(messageId, controller);
+    // Only a cancellable request needs its own controller (C-STORE, the bulk of the traffic, does not).
+    const controller = messageId !== undefined ? new AbortController() : undefined;
+    if (controller) this.cancellable.set(messageId!, controller);
     const next = this.current
-      .then(() => task(controller.signal))
+      .then(() => task(controller?.signal ?? NEVER_ABORTED))
       .catch(async (e: unknown) => {
         log.warn(`${this.tag} handler failed: ${(e as Error).message}`);
         await onError(e).catch(() => undefined);
