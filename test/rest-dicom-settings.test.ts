@@ -6,12 +6,13 @@
  */
 import { expect } from 'chai';
 import { spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDicomHandlers } from '../src/app/dicom-handlers.js';
 import { configuredTransferSyntaxes, transferSyntaxesMatching } from '../src/app/dicom-settings.js';
 import { buildConfig } from '../src/config/load.js';
+import { readPart10 } from '../src/dicom/reader.js';
 import { getCategoryLogLevel, getLogLevel, logger, setCategoryLogLevel, setLogLevel, type LogLevel } from '../src/core/log.js';
 import { ALL_TRANSFER_SYNTAXES, ExplicitVRLittleEndian, ImplicitVRLittleEndian } from '../src/dicom/transfer-syntax.js';
 import { DicomScpServer } from '../src/dimse/scp/server.js';
@@ -169,6 +170,46 @@ describe('REST: /tools/accepted-transfer-syntaxes and /tools/unknown-sop-class-a
     const bad = await call(s, 'PUT', '/tools/unknown-sop-class-accepted', 'maybe');
     expect(bad.status).to.equal(400);
     expect((await call(s, 'GET', '/tools/unknown-sop-class-accepted')).text).to.equal('0');
+  });
+});
+
+describe('DICOM settings: a caller allowed to C-GET and to C-STORE', function () {
+  let t: TestServer;
+  let dicom: DicomScpServer;
+  let port: number;
+  let scratch: string;
+
+  before(async function () {
+    if (!existsSync('/usr/bin/getscu')) this.skip(); // dcmtk is installed by .ci/run
+    scratch = mkdtempSync(join(tmpdir(), 'pacsnode-settings-get-'));
+    // The long form allows every service (AllowGet, AllowStore...) to BOTH.
+    t = await tempServer({ AcceptedTransferSyntaxes: [ImplicitVRLittleEndian], DicomModalities: { both: { AET: 'BOTH', Host: '127.0.0.1', Port: 104 } } });
+    dicom = new DicomScpServer(createDicomHandlers(t.ctx), { aet: 'PACSNODE', maxPduLength: 16384, idleTimeoutMs: 30000 });
+    port = await dicom.listen(0, '127.0.0.1');
+  });
+  after(async () => {
+    await dicom?.close();
+    await t?.close();
+    if (scratch) rmSync(scratch, { recursive: true, force: true });
+  });
+
+  it('its C-STORE gets only the accepted syntaxes, while its C-GET still receives files as stored', async () => {
+    const file = join(scratch, 'be.dcm');
+    writeFileSync(file, makeInstance({ sopInstanceUid: '1.2.826.0.1.3680043.99.7.1', studyInstanceUid: '1.2.826.0.1.3680043.99.7' }));
+    // storescu proposes Explicit VR Big Endian first: refused, it falls back to (and converts to) Implicit VR.
+    const stored = await run('storescu', ['-xb', '-aet', 'BOTH', '-aec', 'PACSNODE', '127.0.0.1', String(port), file]);
+    expect(stored.code, stored.out).to.equal(0);
+    const [id] = (await call(t, 'GET', '/instances')).json as unknown as string[];
+    const meta = (await call(t, 'GET', `/instances/${id}/metadata?expand`)).json as unknown as Record<string, string>;
+    expect(meta.TransferSyntax).to.equal(ImplicitVRLittleEndian);
+    // The same caller's C-GET (SCP role proposed for the storage classes) is offered every syntax; getscu proposes
+    // Explicit VR Little Endian only: the Implicit VR file is converted for it.
+    const out = mkdtempSync(join(scratch, 'get-'));
+    const got = await run('getscu', ['-S', '-aet', 'BOTH', '-aec', 'PACSNODE', '-od', out, '-k', 'QueryRetrieveLevel=STUDY', '-k', 'StudyInstanceUID=1.2.826.0.1.3680043.99.7', '127.0.0.1', String(port)]);
+    expect(got.code, got.out).to.equal(0);
+    const files = readdirSync(out);
+    expect(files, got.out).to.have.length(1);
+    expect(readPart10(readFileSync(join(out, files[0]!))).transferSyntaxUid).to.equal(ExplicitVRLittleEndian);
   });
 });
 

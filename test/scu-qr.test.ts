@@ -518,21 +518,34 @@ describe('Q/R SCUs against pacsnode', function () {
       }
     });
 
-    it('fails what no proposed context can carry, and takes it once its syntax is proposed (big endian)', async () => {
+    it('converts big endian for the default contexts, sends it unchanged once proposed; fails a class not proposed', async () => {
       const study = '1.2.826.0.1.3680043.77.10';
       const be = makeInstance({ patientId: 'QRBE', patientName: 'SYNTAX^TEST', studyInstanceUid: study, seriesInstanceUid: `${study}.1`, sopInstanceUid: `${study}.1.0`, transferSyntaxUid: ExplicitVRBigEndian });
       await t.ctx.store.store(be, { kind: 'rest' });
       const request: QueryRequest = { model: 'study', level: 'STUDY', keys: { StudyInstanceUID: study } };
-      const refused = await get(pacsnode(), request, { into: join(dir, 'be-default') });
-      expect([refused.status, refused.counts.failed, refused.instances.length]).to.deep.equal([Status.OutOfResourcesUnableToPerformSubOperations, 1, 0]);
-      expect(refused.failedSopInstanceUids).to.deep.equal([`${study}.1.0`]);
+      // The default contexts propose no big endian: the C-GET SCP converts (as the C-MOVE SCP does).
+      const converted = await get(pacsnode(), request, { into: join(dir, 'be-default') });
+      expect([converted.status, converted.counts.failed, converted.instances.length]).to.deep.equal([Status.Success, 0, 1]);
+      const convertedFile = readPart10(readFileSync(converted.instances[0]!.path!));
+      expect(convertedFile.transferSyntaxUid).to.be.oneOf([ExplicitVRLittleEndian, ImplicitVRLittleEndian]);
+      expect(convertedFile.dataset.string(Tags.PatientName)).to.equal('SYNTAX^TEST');
       const taken = await get(pacsnode(), request, {
         into: join(dir, 'be'),
         storageClasses: [SopClasses.CTImageStorage],
-        transferSyntaxes: [ExplicitVRLittleEndian, ExplicitVRBigEndian],
+        transferSyntaxes: [ExplicitVRBigEndian, ExplicitVRLittleEndian],
       });
       expect(taken.status).to.equal(Status.Success);
       expect(datasetBytes(readFileSync(taken.instances[0]!.path!)).equals(datasetBytes(be))).to.equal(true);
+      // A storage class the default contexts do not propose: nothing can carry it.
+      const vl = '1.2.840.10008.5.1.4.1.1.77.1.1'; // VL Endoscopic Image Storage
+      const other = '1.2.826.0.1.3680043.77.11';
+      await t.ctx.store.store(makeInstance({ patientId: 'QRVL', patientName: 'SYNTAX^VL', studyInstanceUid: other, seriesInstanceUid: `${other}.1`, sopInstanceUid: `${other}.1.0`, sopClassUid: vl }), { kind: 'rest' });
+      const otherRequest: QueryRequest = { model: 'study', level: 'STUDY', keys: { StudyInstanceUID: other } };
+      const refused = await get(pacsnode(), otherRequest, { into: join(dir, 'vl-default') });
+      expect([refused.status, refused.counts.failed, refused.instances.length]).to.deep.equal([Status.OutOfResourcesUnableToPerformSubOperations, 1, 0]);
+      expect(refused.failedSopInstanceUids).to.deep.equal([`${other}.1.0`]);
+      const proposed = await get(pacsnode(), otherRequest, { into: join(dir, 'vl'), storageClasses: [vl] });
+      expect(proposed.status).to.equal(Status.Success);
     });
 
     it('hands Part 10 files to a sink and answers its statuses: a refused instance is failed and listed', async () => {
@@ -663,10 +676,10 @@ describe('Q/R SCUs against pacsnode', function () {
       const names = sorted(readdirSync(out));
       expect(names).to.deep.equal(sorted(tree.filter((x) => x.study === s.study).map((x) => `${x.sop}.dcm`)));
       for (const x of tree.filter((y) => y.study === s.study)) expect(datasetBytes(readFileSync(join(out, `${x.sop}.dcm`))).equals(datasetBytes(x.file))).to.equal(true);
-      // An instance stored in big endian: no default context carries it.
-      const failed = await cli(['get', '--out', join(dir, 'cli-get-be'), '-k', 'StudyInstanceUID=1.2.826.0.1.3680043.77.10', ...peer()]);
+      // An instance of a storage class the default contexts do not propose: nothing carries it.
+      const failed = await cli(['get', '--out', join(dir, 'cli-get-vl'), '-k', 'StudyInstanceUID=1.2.826.0.1.3680043.77.11', ...peer()]);
       expect(failed.code, failed.stderr).to.equal(1);
-      expect(failed.stderr).to.contain('failed: 1.2.826.0.1.3680043.77.10.1.0');
+      expect(failed.stderr).to.contain('failed: 1.2.826.0.1.3680043.77.11.1.0');
       const refused = await cli(['get', '--out', join(dir, 'x'), '127.0.0.1', String(await freePort())]);
       expect(refused.code).to.equal(2);
     });

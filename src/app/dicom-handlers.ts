@@ -67,16 +67,16 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
         if (verdict === 'calling') return { accept: false, result: 1, source: 1, reason: 3 }; // calling AE not recognized
         return { accept: true };
       },
-      transferSyntaxesFor: (abstractSyntax, assoc) => {
+      transferSyntaxesFor: (abstractSyntax, assoc, roles) => {
         const service = serviceOf(abstractSyntax, ctx.dicomSettings.unknownSopClassAccepted);
         if (!service) return [];
         const allowed = (kind: DicomService) => ctx.modalities.isAllowedRequest(kind, assoc.callingAet, assoc.remoteAddress);
-        // Storage contexts also carry C-GET's sub-operations (with the SCP role) for a caller allowed to C-GET.
-        // C-GET sends stored files as they are, so its callers are offered every syntax; C-STORE only the accepted ones
-        // (AcceptedTransferSyntaxes, /tools/accepted-transfer-syntaxes).
+        // Storage contexts also carry C-GET's sub-operations (the requestor proposing the SCP role) for a caller
+        // allowed to C-GET: C-GET sends stored files as they are, so those contexts are offered every syntax; C-STORE
+        // contexts only the accepted ones (AcceptedTransferSyntaxes, /tools/accepted-transfer-syntaxes).
         if (service === 'store') {
-          if (allowed('get')) return STORAGE_SYNTAXES;
-          return allowed('store') ? ctx.dicomSettings.acceptedTransferSyntaxes : [];
+          if (roles?.requestorIsScp && allowed('get')) return STORAGE_SYNTAXES;
+          return allowed('store') ? ctx.dicomSettings.acceptedTransferSyntaxes : allowed('get') ? STORAGE_SYNTAXES : [];
         }
         return allowed(service) ? UNCOMPRESSED : [];
       },
@@ -157,6 +157,13 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
     },
     store: {
       store: async (request: StoreRequest, assoc: AssociationInfo) => {
+        // A caller allowed to C-GET is offered every syntax on storage contexts (its sub-operations need them): a
+        // C-STORE of its own in a syntax AcceptedTransferSyntaxes leaves out is refused here.
+        if (!ctx.dicomSettings.acceptedTransferSyntaxes.includes(request.transferSyntaxUid)) {
+          if (!request.datasetFragments) request.dataset.resume();
+          log.warn(`${assoc.callingAet}->${assoc.calledAet}#${assoc.id} C-STORE refused: transfer syntax ${request.transferSyntaxUid} is not accepted`);
+          return Status.CannotUnderstand;
+        }
         const meta = buildMetaHeader({
           sopClassUid: request.sopClassUid,
           sopInstanceUid: request.sopInstanceUid,

@@ -131,7 +131,7 @@ export interface AssociationPolicy {
    * Transfer syntaxes accepted for an abstract syntax from this caller (empty: the SOP class is refused, e.g.
    * because the caller may not use its service).
    */
-  transferSyntaxesFor(abstractSyntax: string, assoc: AssociationInfo): readonly string[];
+  transferSyntaxesFor(abstractSyntax: string, assoc: AssociationInfo, roles?: { requestorIsScp: boolean }): readonly string[];
   /** Whether a request of this kind from this peer is allowed (Orthanc's AllowEcho, AllowStore, ...). */
   isAllowed(kind: 'echo' | 'store' | 'find' | 'move' | 'get', assoc: AssociationInfo): boolean;
 }

@@ -2,11 +2,14 @@
  * C-GET SCP (PS3.7 §9.1.3, PS3.4 C.4.3): the instances the Identifier designates are sent back as C-STORE
  * sub-operations on the same association, through the storage contexts the requestor negotiated with the SCP role.
  * A Pending response follows every sub-operation with the counts; the final response carries the Failed SOP
- * Instance UID List when some failed. Stored bytes are sent unchanged, so an instance goes through a context with
- * its stored transfer syntax. C-CANCEL stops between two sub-operations.
+ * Instance UID List when some failed. Stored bytes are sent unchanged through a context with the stored transfer
+ * syntax; without one, an uncompressed instance is converted to another uncompressed syntax the requestor
+ * proposed (getscu proposes Explicit VR Little Endian only, by default). C-CANCEL stops between two sub-operations.
  */
 import { logger } from '../../core/log.js';
+import { readPart10 } from '../../dicom/reader.js';
 import { Tags } from '../../dicom/tag.js';
+import { canTranscode, transcodeDataset } from '../scu/transcode.js';
 import { FindRefusal, type RetrieveItem } from '../handlers.js';
 import { cGetRsp, type CGetRq, type CStoreRsp, type SubOperationCounts } from '../messages.js';
 import { readIdentifier } from './identifier.js';
@@ -16,12 +19,24 @@ import type { ScpService, ScpSession } from './session.js';
 
 const log = logger('dicom');
 
-/** The presentation context able to carry this instance unchanged: its SOP class, SCP role, its syntax. */
-function contextFor(session: ScpSession, item: RetrieveItem): number | undefined {
+/**
+ * The presentation context for this instance: one with its SOP class, the SCP role and its stored syntax (sent
+ * unchanged), else one in a syntax it can be converted to (between the uncompressed syntaxes, as C-MOVE does).
+ */
+function contextFor(session: ScpSession, item: RetrieveItem): { id: number; convertTo?: string } | undefined {
+  let converted: { id: number; convertTo: string } | undefined;
   for (const ctx of session.contexts.values()) {
-    if (ctx.abstractSyntax === item.sopClassUid && ctx.requestorIsScp && ctx.transferSyntax === item.transferSyntaxUid) return ctx.id;
+    if (ctx.abstractSyntax !== item.sopClassUid || !ctx.requestorIsScp) continue;
+    if (ctx.transferSyntax === item.transferSyntaxUid) return { id: ctx.id };
+    if (!converted && canTranscode(item.transferSyntaxUid, ctx.transferSyntax)) converted = { id: ctx.id, convertTo: ctx.transferSyntax };
   }
-  return undefined;
+  return converted;
+}
+
+/** The dataset to send through the context: as stored, or converted. */
+async function datasetFor(item: RetrieveItem, convertTo: string | undefined): Promise<Buffer> {
+  if (convertTo === undefined) return item.readDataset();
+  return transcodeDataset(readPart10(await item.readFile()), convertTo);
 }
 
 export const getScp: ScpService = {
@@ -46,9 +61,9 @@ export const getScp: ScpService = {
             log.warn(`${session.tag} C-GET: no accepted context with the SCP role for ${item.sopClassUid} in ${item.transferSyntaxUid}`);
           } else {
             try {
-              const bytes = await item.readDataset();
+              const bytes = await datasetFor(item, storeContext.convertTo);
               const rsp = (await session.request(
-                storeContext,
+                storeContext.id,
                 {
                   type: 'C-STORE-RQ',
                   MessageID: session.messageId(),

@@ -110,7 +110,11 @@ export class DicomScpServer {
       return;
     }
     const policy: AcceptorPolicy = {
-      transferSyntaxesFor: (abstractSyntax) => this.handlers.policy.transferSyntaxesFor(abstractSyntax, info),
+      // Whether the requestor proposed the SCP role for the class (a C-GET's storage sub-operations, PS3.7 D.3.3.4).
+      transferSyntaxesFor: (abstractSyntax) =>
+        this.handlers.policy.transferSyntaxesFor(abstractSyntax, info, {
+          requestorIsScp: rq.userInformation.roleSelections.some((r) => r.sopClassUid === abstractSyntax && r.scpRole),
+        }),
       preferRequestorOrder: (abstractSyntax) => isStorageSopClass(abstractSyntax),
       acceptRole: (selection) => ({ scuRole: selection.scuRole, scpRole: selection.scpRole }),
     };
