@@ -2,7 +2,6 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
-import { createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDicomHandlers } from '../src/app/dicom-handlers.js';
@@ -12,6 +11,7 @@ import { Tags } from '../src/dicom/tag.js';
 import { DicomScpServer } from '../src/dimse/scp/server.js';
 import { makeInstance } from './helpers/factory.js';
 import { tempContext, type TestContext } from './helpers/context.js';
+import { freePort } from './helpers/interop.js';
 
 const CORPUS = '/usr/lib/python3/dist-packages/pydicom/data/test_files/';
 
@@ -22,16 +22,6 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; out: s
     child.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
     child.stderr.on('data', (d: Buffer) => (out += d.toString('latin1')));
     child.on('close', (code) => resolve({ code, out }));
-  });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
   });
 }
 

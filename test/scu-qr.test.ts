@@ -6,7 +6,6 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDicomHandlers } from '../src/app/dicom-handlers.js';
@@ -25,6 +24,7 @@ import { Status } from '../src/dimse/status.js';
 import { tempContext, type TestContext } from './helpers/context.js';
 import { makeInstance } from './helpers/factory.js';
 import { ROOT } from './helpers/process.js';
+import { freePort, waitForPort } from './helpers/interop.js';
 
 const CORPUS = '/usr/lib/python3/dist-packages/pydicom/data/test_files/';
 const HAS_DCMTK = existsSync('/usr/bin/storescp') && existsSync('/usr/bin/dcmqrscp') && existsSync('/usr/bin/dcmqridx');
@@ -32,32 +32,6 @@ const SCU_AET = 'QRSCU';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
   return new Promise((resolve) => {

@@ -7,7 +7,7 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer, Socket, type Server } from 'node:net';
+import { createServer, Socket, type Server } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { createDicomHandlers } from '../src/app/dicom-handlers.js';
@@ -58,6 +58,7 @@ import { UlServer } from '../src/net/server.js';
 import { tempContext, type TestContext } from './helpers/context.js';
 import { makeInstance } from './helpers/factory.js';
 import { ROOT } from './helpers/process.js';
+import { freePort, waitForPort } from './helpers/interop.js';
 
 const CORPUS = '/usr/lib/python3/dist-packages/pydicom/data/test_files/';
 const HAS_DCMTK = existsSync('/usr/bin/storescp');
@@ -65,34 +66,6 @@ const VERIFICATION = SopClasses.Verification;
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
-
-/** A TCP port free right now (for peers that cannot listen on port 0). */
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-/** Resolves once something accepts TCP connections on the port. */
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
-}
 
 interface Storescp {
   port: number;

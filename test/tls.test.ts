@@ -7,7 +7,6 @@
 import { expect } from 'chai';
 import { spawn, type ChildProcess } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
-import { connect, createServer } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { connect as tlsConnect, type SecureVersion } from 'node:tls';
@@ -25,6 +24,7 @@ import { makeInstance } from './helpers/factory.js';
 import { HAS_OPENSSL, makePki } from './helpers/pki.js';
 import { startServer } from './helpers/process.js';
 import { tempContext, type TestContext } from './helpers/context.js';
+import { freePort, waitForPort } from './helpers/interop.js';
 
 const HAS_DCMTK = existsSync('/usr/bin/echoscu') && existsSync('/usr/bin/storescp');
 
@@ -36,32 +36,6 @@ function run(cmd: string, args: string[]): Promise<{ code: number | null; out: s
     child.stderr.on('data', (d: Buffer) => (out += d.toString()));
     child.on('close', (code) => resolve({ code, out }));
   });
-}
-
-function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const srv = createServer();
-    srv.listen(0, '127.0.0.1', () => {
-      const { port } = srv.address() as { port: number };
-      srv.close(() => resolve(port));
-    });
-  });
-}
-
-async function waitForPort(port: number): Promise<void> {
-  for (let i = 0; i < 200; i++) {
-    const ok = await new Promise<boolean>((resolve) => {
-      const s = connect(port, '127.0.0.1');
-      s.once('connect', () => {
-        s.destroy();
-        resolve(true);
-      });
-      s.once('error', () => resolve(false));
-    });
-    if (ok) return;
-    await new Promise((r) => setTimeout(r, 50));
-  }
-  throw new Error(`nothing listens on ${port}`);
 }
 
 async function rejection(promise: Promise<unknown>): Promise<Error> {

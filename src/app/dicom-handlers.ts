@@ -159,7 +159,7 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
       store: async (request: StoreRequest, assoc: AssociationInfo) => {
         // A caller allowed to C-GET is offered every syntax on storage contexts (its sub-operations need them): a
         // C-STORE of its own in a syntax AcceptedTransferSyntaxes leaves out is refused here.
-        if (!ctx.dicomSettings.acceptedTransferSyntaxes.includes(request.transferSyntaxUid)) {
+        if (!ctx.dicomSettings.accepts(request.transferSyntaxUid)) {
           if (!request.datasetFragments) request.dataset.resume();
           log.warn(`${assoc.callingAet}->${assoc.calledAet}#${assoc.id} C-STORE refused: transfer syntax ${request.transferSyntaxUid} is not accepted`);
           return Status.CannotUnderstand;

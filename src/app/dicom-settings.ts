@@ -74,10 +74,17 @@ export class DicomSettings {
   /** `UnknownSopClassAccepted`. */
   unknownSopClassAccepted: boolean;
   private accepted: string[];
+  private acceptedSet: ReadonlySet<string>;
 
   constructor(config: Readonly<Config>) {
     this.unknownSopClassAccepted = config.UnknownSopClassAccepted;
     this.accepted = configuredTransferSyntaxes(config);
+    this.acceptedSet = new Set(this.accepted);
+  }
+
+  /** Whether the C-STORE SCP accepts this transfer syntax (checked for every instance received). */
+  accepts(transferSyntaxUid: string): boolean {
+    return this.acceptedSet.has(transferSyntaxUid);
   }
 
   /** The transfer syntaxes the C-STORE SCP accepts, in pacsnode's preference order. */
@@ -88,6 +95,7 @@ export class DicomSettings {
   /** Replaces them (UIDs or wildcard patterns); answers the new list. */
   setAcceptedTransferSyntaxes(patterns: readonly string[]): readonly string[] {
     this.accepted = transferSyntaxesMatching(patterns);
+    this.acceptedSet = new Set(this.accepted);
     return this.accepted;
   }
 }
