@@ -726,10 +726,10 @@ describe('config', () => {
   });
 
   describe('HTTPS and HTTP server keys', () => {
-    it("default as in Orthanc 1.12: HTTPS off (TLS 1.2 floor), keep-alive 1 s, no compression, described errors", () => {
+    it("default as in Orthanc 1.12 (but a 5 s keep-alive): HTTPS off (TLS 1.2 floor), no compression, described errors", () => {
       const { config } = buildConfig({}, 'test');
       expect(config).to.include({
-        SslEnabled: false, SslMinimumProtocolVersion: 4, SslVerifyPeers: false, KeepAlive: true, KeepAliveTimeout: 1,
+        SslEnabled: false, SslMinimumProtocolVersion: 4, SslVerifyPeers: false, KeepAlive: true, KeepAliveTimeout: 5,
         HttpCompressionEnabled: false, HttpDescribeErrors: true, TcpNoDelay: true, HttpRequestTimeout: 30,
       });
       for (const key of ['SslCertificate', 'SslCiphersAccepted', 'SslTrustedClientCertificates']) expect(config).not.to.have.property(key);

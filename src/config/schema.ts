@@ -233,7 +233,8 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   SslMinimumProtocolVersion: 4,
   SslVerifyPeers: false,
   KeepAlive: true,
-  KeepAliveTimeout: 1,
+  // Orthanc's is 1 s; 5 s so that Node.js clients reuse connections (docs/configuration.md).
+  KeepAliveTimeout: 5,
   HttpCompressionEnabled: false,
   HttpDescribeErrors: true,
   TcpNoDelay: true,
