@@ -1,4 +1,5 @@
 import { expect } from 'chai';
+import { spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -22,6 +23,19 @@ for (const variant of [
   });
 
   const uuid = '0a1b2c3d-0000-4000-8000-00000000000a';
+
+  it("asks the file system to spread its folders over the disk (ext4's T attribute) where the file system has it", () => {
+    // Whether this file system takes the attribute at all: a scratch folder beside the area, set by chattr itself.
+    const probe = mkdtempSync(join(tmpdir(), 'pacsnode-probe-'));
+    try {
+      const supported = spawnSync('chattr', ['+T', probe]).status === 0;
+      const attrs = spawnSync('lsattr', ['-d', root], { encoding: 'utf8' });
+      if (supported) expect(attrs.stdout.split(' ')[0]).to.include('T');
+      else expect(existsSync(root)).to.equal(true); // elsewhere the area works without it
+    } finally {
+      rmSync(probe, { recursive: true, force: true });
+    }
+  });
 
   it('skips the recovery walk after a clean close, and walks after an unclean stop', async () => {
     const w = await storage.begin(uuid);
