@@ -108,4 +108,42 @@ for (const variant of [
     );
     expect(error?.code).to.equal('InexistentFile');
   });
+
+  it('readInto shared memory: the reader threads read many files asked for together, each into its place', async () => {
+    const uuids = Array.from({ length: 40 }, (_, i) => `0a1b${String(i).padStart(4, '0')}-0000-4000-8000-00000000000c`);
+    const contents = uuids.map((_, i) => Buffer.alloc(1000 + i * 37, i + 1));
+    for (const [i, u] of uuids.entries()) {
+      const w = await storage.begin(u);
+      await w.writeAll(contents[i]!);
+      w.publish();
+    }
+    // One block of shared memory, cut in parts with a 3-byte prefix each (as WADO-RS's part heads).
+    const memory = new SharedArrayBuffer(contents.reduce((n, c) => n + c.length + 3, 0));
+    let at = 0;
+    const parts = contents.map((c) => {
+      const part = Buffer.from(memory, at, c.length + 3);
+      part.fill(0xee, 0, 3);
+      at += part.length;
+      return part;
+    });
+    // Missing files fail alone, as InexistentFile; the others are read.
+    const missing = '0a1b9999-0000-4000-8000-00000000000d';
+    const [counts, lost] = await Promise.all([
+      Promise.all(uuids.map((u, i) => storage.readInto(u, parts[i]!, 3))),
+      storage.readInto(missing, Buffer.from(new SharedArrayBuffer(8)), 0).then(
+        () => undefined,
+        (e: unknown) => e as { code: string },
+      ),
+    ]);
+    expect(counts).to.deep.equal(contents.map((c) => c.length));
+    parts.forEach((part, i) => {
+      expect(part.subarray(0, 3).equals(Buffer.alloc(3, 0xee))).to.equal(true);
+      expect(part.subarray(3).equals(contents[i]!)).to.equal(true);
+    });
+    expect(lost?.code).to.equal('InexistentFile');
+    // From a position, and past the end of the file.
+    const tail = Buffer.from(new SharedArrayBuffer(100));
+    expect(await storage.readInto(uuids[5]!, tail, 0, contents[5]!.length - 30)).to.equal(30);
+    expect(tail.subarray(0, 30).equals(contents[5]!.subarray(-30))).to.equal(true);
+  });
 });

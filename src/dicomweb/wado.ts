@@ -165,41 +165,49 @@ const READ_AHEAD_BYTES = 8 << 20;
 type PartRead = Promise<Buffer[]>;
 
 /**
- * The buffers of the parts sent, kept for the next parts (of any retrieval) once the socket has taken them, up to
- * 24 MB: a study sent allocates (and the garbage collector frees) next to nothing. Best fit, never more than twice
- * the size asked.
+ * The buffers of the parts sent: slices of a few 8 MB blocks of shared memory (at most 32 MB), each block reused
+ * once the socket has taken every part cut from it, so that a study sent allocates (and the garbage collector frees)
+ * next to nothing, and the storage area's reader threads read the files straight into them (store/reader-pool.ts:
+ * they learn each block once). A part larger than 1 MB, or one asked for while every block is busy, is an ordinary
+ * buffer of its own.
  */
 const partBuffers = new (class {
-  private readonly free: ArrayBuffer[] = [];
-  private freeBytes = 0;
-  /** Only buffers allocated here go back to the pool. */
-  private readonly mine = new WeakSet<ArrayBuffer>();
+  private readonly blocks: Array<{ memory: SharedArrayBuffer; used: number; parts: number }> = [];
+  private readonly byMemory = new Map<ArrayBufferLike, { memory: SharedArrayBuffer; used: number; parts: number }>();
+  private current: { memory: SharedArrayBuffer; used: number; parts: number } | undefined;
 
   allocate(length: number): Buffer {
-    let best = -1;
-    this.free.forEach((b, i) => {
-      if (b.byteLength >= length && b.byteLength <= 2 * length && (best < 0 || b.byteLength < this.free[best]!.byteLength)) best = i;
-    });
-    if (best >= 0) {
-      const [buffer] = this.free.splice(best, 1);
-      this.freeBytes -= buffer!.byteLength;
-      return Buffer.from(buffer!, 0, length);
+    if (length > 1 << 20) return Buffer.allocUnsafeSlow(length);
+    let block = this.current;
+    if (!block || block.used + length > block.memory.byteLength) {
+      // A block whose parts have all been sent starts again from its beginning.
+      block = this.blocks.find((b) => b.parts === 0 && b !== this.current);
+      if (!block && this.blocks.length < 4) {
+        block = { memory: new SharedArrayBuffer(8 << 20), used: 0, parts: 0 };
+        this.blocks.push(block);
+        this.byMemory.set(block.memory, block);
+      }
+      if (!block) return Buffer.allocUnsafeSlow(length);
+      block.used = 0;
+      this.current = block;
     }
-    const fresh = Buffer.allocUnsafeSlow(length);
-    this.mine.add(fresh.buffer as ArrayBuffer);
-    return fresh;
+    const part = Buffer.from(block.memory, block.used, length);
+    // Parts start on 8-byte boundaries.
+    block.used += (length + 7) & ~7;
+    block.parts++;
+    return part;
   }
 
   owns(chunk: Buffer): boolean {
-    return this.mine.has(chunk.buffer as ArrayBuffer);
+    return this.byMemory.has(chunk.buffer);
   }
 
-  /** A buffer the socket has taken: kept while the pool is under its limit, else dropped. */
+  /** A part the socket has taken (or that will never be sent). */
   release(chunk: Buffer): void {
-    const buffer = chunk.buffer as ArrayBuffer;
-    if (this.freeBytes + buffer.byteLength > 24 << 20) return;
-    this.free.push(buffer);
-    this.freeBytes += buffer.byteLength;
+    const block = this.byMemory.get(chunk.buffer);
+    if (!block) return;
+    block.parts--;
+    if (block.parts === 0 && block === this.current) block.used = 0;
   }
 })();
 
@@ -230,6 +238,9 @@ export class DicomPartsStream extends Readable {
   private next = 0;
   private ahead = 0;
   private pumping = false;
+  /** Piped straight into a response: parts come from the shared blocks and go back once the socket has them. */
+  private direct = false;
+  private readonly released = new WeakSet<Buffer>();
   /** Set while the readable side waits for its consumer to ask for more. */
   private wake: (() => void) | undefined;
   private readonly close: Buffer;
@@ -252,8 +263,8 @@ export class DicomPartsStream extends Readable {
   }
 
   override _destroy(error: Error | null, callback: (error?: Error | null) => void): void {
-    // Reads still in flight end on their own; their failures are of no interest any more.
-    for (const read of this.reads.values()) read.catch(() => undefined);
+    // Reads still in flight end on their own (then their parts go back); their failures are of no interest any more.
+    for (const read of this.reads.values()) read.then((chunks) => this.release(...chunks), () => undefined);
     this.reads.clear();
     this.wake?.();
     callback(error);
@@ -269,6 +280,7 @@ export class DicomPartsStream extends Readable {
       return super.pipe(destination, options);
     }
     const dest = destination as unknown as Writable;
+    this.direct = true;
     void this.pump(this.directSink(dest), true).then((finished) => {
       if (!finished) return;
       if (options?.end !== false) dest.end();
@@ -302,12 +314,18 @@ export class DicomPartsStream extends Readable {
     };
   }
 
+  /** A part's buffer: from the shared blocks when piped into a response, else one of its own (the reader keeps it). */
   private allocate(length: number): Buffer {
-    return partBuffers.allocate(length);
+    return this.direct ? partBuffers.allocate(length) : Buffer.allocUnsafeSlow(length);
   }
 
-  private release(chunk: Buffer): void {
-    if (!this.destroyed) partBuffers.release(chunk);
+  /** Gives back the shared parts among `chunks` once nothing reads or writes them any more (once each). */
+  private release(...chunks: Buffer[]): void {
+    for (const chunk of chunks) {
+      if (this.released.has(chunk)) continue;
+      this.released.add(chunk);
+      partBuffers.release(chunk);
+    }
   }
 
   /** Sends the parts to `sink` until it is full (false) or everything is sent (true). */
@@ -329,7 +347,10 @@ export class DicomPartsStream extends Readable {
           this.ahead -= this.instances[i]!.size;
         }
         this.sent++;
-        if (this.destroyed) return false;
+        if (this.destroyed) {
+          this.release(...chunks);
+          return false;
+        }
         let more = true;
         for (const chunk of chunks) more = sink.emit(chunk);
         if (!more) await sink.more();
@@ -374,7 +395,14 @@ export class DicomPartsStream extends Readable {
     const last = i === this.instances.length - 1;
     const part = this.allocate(head.length + size + (last ? this.close.length : 0));
     head.copy(part, 0);
-    const n = await this.store.storage.readInto(attachment!.uuid, part.subarray(0, head.length + size), head.length);
+    let n: number;
+    try {
+      n = await this.store.storage.readInto(attachment!.uuid, part.subarray(0, head.length + size), head.length);
+    } catch (e) {
+      this.release(part);
+      throw e;
+    }
+    if (n !== size) this.release(part);
     if (n !== size) throw new PacsError('CorruptedFile', `attachment ${attachment!.uuid} has ${n} bytes, the index says ${size}`);
     if (last) this.close.copy(part, head.length + size);
     return [part];
@@ -399,7 +427,11 @@ export class DicomPartsStream extends Readable {
       if (!more) await sink.more();
       if (this.destroyed) return [];
       const chunk = this.allocate(Math.min(WHOLE_FILE_READ, size - position));
-      const n = await this.store.storage.readInto(attachment.uuid, chunk, 0, position);
+      const n = await this.store.storage.readInto(attachment.uuid, chunk, 0, position).catch((e: unknown) => {
+        this.release(chunk);
+        throw e;
+      });
+      if (n !== chunk.length) this.release(chunk);
       if (n !== chunk.length) throw new PacsError('CorruptedFile', `attachment ${attachment.uuid} is shorter than the index says`);
       position += n;
       more = sink.emit(chunk);

@@ -301,6 +301,7 @@ function prefixUpperBound(prefix: string): string | undefined {
 export class SqliteIndex {
   readonly db: Database.Database;
   private readonly stmts: Record<string, Statement> = {};
+  private readonly lookupStmts = new Map<string, Statement>();
   /** One instance stored in its own transaction (made once: better-sqlite3 builds wrappers per `transaction()`). */
   private readonly storeOne: Database.Transaction<(input: NewInstance) => StoreOutcome>;
 
@@ -356,6 +357,22 @@ export class SqliteIndex {
       value: string;
     };
     return Number(row.value);
+  }
+
+  /**
+   * Lookups' statements, prepared once per shape of query (the values are bound): the last 256 shapes are kept
+   * (preparing one cost about as much as running it for a UID lookup).
+   */
+  private lookupStatement(sql: string): Statement {
+    let s = this.lookupStmts.get(sql);
+    if (s) {
+      this.lookupStmts.delete(sql);
+    } else {
+      s = this.db.prepare(sql);
+      if (this.lookupStmts.size >= 256) this.lookupStmts.delete(this.lookupStmts.keys().next().value!);
+    }
+    this.lookupStmts.set(sql, s);
+    return s;
   }
 
   private stmt(sql: string): Statement {
@@ -756,12 +773,12 @@ export class SqliteIndex {
 
   metadataOf(ids: readonly number[], type: number): Map<number, string> {
     const out = new Map<number, string>();
-    for (const chunk of chunks(ids, 500)) {
-      const rows = this.db
-        .prepare(`SELECT resource_id, value FROM metadata WHERE type = ? AND resource_id IN (${chunk.map(() => '?').join(',')})`)
-        .all(type, ...chunk) as { resource_id: number; value: string }[];
-      for (const r of rows) out.set(r.resource_id, r.value);
-    }
+    // The IDs as one JSON array: one statement prepared once, whatever their number.
+    const rows = this.stmt(`SELECT resource_id, value FROM metadata WHERE type = ? AND resource_id IN (SELECT value FROM json_each(?))`).all(
+      type,
+      JSON.stringify(ids),
+    ) as { resource_id: number; value: string }[];
+    for (const r of rows) out.set(r.resource_id, r.value);
     return out;
   }
 
@@ -818,16 +835,12 @@ export class SqliteIndex {
   /** The DICOM file attachments of many instances at once. */
   dicomAttachmentsOf(ids: readonly number[]): Map<number, AttachmentInfo> {
     const out = new Map<number, AttachmentInfo>();
-    for (const chunk of chunks(ids, 500)) {
-      const rows = this.db
-        .prepare(
-          `SELECT resource_id, content_type, uuid, compressed_size, uncompressed_size, compression, uncompressed_md5,
-            compressed_md5, revision FROM attachments WHERE content_type = ${DICOM_ATTACHMENT}
-            AND resource_id IN (${chunk.map(() => '?').join(',')})`,
-        )
-        .all(...chunk) as (AttachmentRow & { resource_id: number })[];
-      for (const r of rows) out.set(r.resource_id, toAttachment(r));
-    }
+    const rows = this.stmt(
+      `SELECT resource_id, content_type, uuid, compressed_size, uncompressed_size, compression, uncompressed_md5,
+        compressed_md5, revision FROM attachments WHERE content_type = ${DICOM_ATTACHMENT}
+        AND resource_id IN (SELECT value FROM json_each(?))`,
+    ).all(JSON.stringify(ids)) as (AttachmentRow & { resource_id: number })[];
+    for (const r of rows) out.set(r.resource_id, toAttachment(r));
     return out;
   }
 
@@ -998,7 +1011,7 @@ export class SqliteIndex {
    */
   lookup(level: Level, constraints: readonly IndexConstraint[], options: LookupOptions = {}): ResourceRow[] {
     const { sql, params } = buildLookupSql(level, constraints, options);
-    const rows = this.db.prepare(sql).all(...params) as {
+    const rows = this.lookupStatement(sql).all(...params) as {
       id: number;
       level: number;
       public_id: string;
