@@ -10,7 +10,7 @@
 import { closeSync, createReadStream, existsSync, fdatasyncSync, mkdirSync, open as openCallback, openSync, read as readCallback, renameSync, writeFileSync, writeSync } from 'node:fs';
 import { mkdir, open, readdir, readFile, rm, type FileHandle } from 'node:fs/promises';
 import { spawnSync } from 'node:child_process';
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Readable } from 'node:stream';
 import { PacsError } from '../core/errors.js';
 import { logger } from '../core/log.js';
@@ -276,7 +276,8 @@ export class FilesystemStorage implements StorageArea {
  */
 function spreadFolders(root: string): void {
   if (process.platform !== 'linux') return;
-  const r = spawnSync('chattr', ['+T', root], { stdio: 'ignore', timeout: 5000 });
+  // An absolute path: never taken for an option.
+  const r = spawnSync('chattr', ['+T', resolve(root)], { stdio: 'ignore', timeout: 5000 });
   if (r.status !== 0) log.debug(`could not set the T attribute on ${root} (not ext2/3/4, or no chattr)`);
 }
 
