@@ -28,7 +28,7 @@ import {
   ImplicitVRLittleEndian,
 } from '../src/dicom/transfer-syntax.js';
 import { generateUid } from '../src/dicom/uids.js';
-import { dicomParts, findInstances, planAll } from '../src/dicomweb/wado.js';
+import { dicomParts, findInstances, planAll, sharedPartsInUse } from '../src/dicomweb/wado.js';
 import { tempServer, type TestServer } from './helpers/context.js';
 import { makeInstance } from './helpers/factory.js';
 import { freePort, waitFor } from './helpers/interop.js';
@@ -287,6 +287,9 @@ describe('DICOMweb WADO-RS', function () {
           expect(got.map((p) => files.findIndex((f) => f.equals(p.body)))).to.deep.equal([...files.keys()]);
         }
       }
+      // Every part cut from the shared blocks went back, those of the clients that left too.
+      await new Promise((r) => setTimeout(r, 50));
+      expect(sharedPartsInUse()).to.equal(0);
       expect(unhandled).to.deep.equal([]);
     } finally {
       process.off('unhandledRejection', onUnhandled);

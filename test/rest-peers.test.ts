@@ -92,7 +92,7 @@ async function forwarder(target: string | 'proxy', options: { hold?: boolean } =
     const to = new URL(target === 'proxy' ? (req.url ?? '') : target);
     const path = target === 'proxy' ? `${to.pathname}${to.search}` : req.url;
     const out = http.request({ host: to.hostname, port: to.port, method: req.method, path, headers: req.headers }, (answer) => {
-      // Without the receiver's `Keep-Alive: timeout=1` hint (Orthanc's and pacsnode's default), with which Node's
+      // Without the receiver's `Keep-Alive: timeout=1` hint (Orthanc's default), with which Node's
       // client never keeps a connection: here the sender's connection is kept, and its reuse can be checked.
       const { 'keep-alive': _hint, ...headers } = answer.headers;
       res.writeHead(answer.statusCode ?? 502, headers);

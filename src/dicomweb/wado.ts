@@ -26,6 +26,7 @@ import {
 } from '../dicom/transfer-syntax.js';
 import { encodeDataset, type WriteElement } from '../dicom/writer.js';
 import { Level } from '../store/levels.js';
+import { shareWithReaders } from '../store/reader-pool.js';
 import { MetadataType, type AttachmentInfo, type ResourceRow } from '../store/sqlite-index.js';
 import type { DicomStore } from '../store/store.js';
 import { findResource } from './metadata.js';
@@ -183,7 +184,7 @@ const partBuffers = new (class {
       // A block whose parts have all been sent starts again from its beginning.
       block = this.blocks.find((b) => b.parts === 0 && b !== this.current);
       if (!block && this.blocks.length < 4) {
-        block = { memory: new SharedArrayBuffer(8 << 20), used: 0, parts: 0 };
+        block = { memory: shareWithReaders(new SharedArrayBuffer(8 << 20)), used: 0, parts: 0 };
         this.blocks.push(block);
         this.byMemory.set(block.memory, block);
       }
@@ -202,6 +203,10 @@ const partBuffers = new (class {
     return this.byMemory.has(chunk.buffer);
   }
 
+  inUse(): number {
+    return this.blocks.reduce((n, b) => n + b.parts, 0);
+  }
+
   /** A part the socket has taken (or that will never be sent). */
   release(chunk: Buffer): void {
     const block = this.byMemory.get(chunk.buffer);
@@ -210,6 +215,11 @@ const partBuffers = new (class {
     if (block.parts === 0 && block === this.current) block.used = 0;
   }
 })();
+
+/** Parts cut from the shared blocks and not given back yet (0 when no retrieval is under way; for tests). */
+export function sharedPartsInUse(): number {
+  return partBuffers.inUse();
+}
 
 /** Where the chunks go: `emit` hands one on (false: the consumer is full), `more` waits until it wants more. */
 interface Sink {
@@ -298,10 +308,39 @@ export class DicomPartsStream extends Readable {
     };
   }
 
+  /**
+   * Writes to the response. A shared part goes back once the socket has it (the write's callback), or once the
+   * connection is closed: Node calls no callback for a write to a response whose socket is already destroyed, nor
+   * for writes queued behind a pipelined answer when the connection goes; once the socket is closed, libuv has
+   * finished or cancelled every write.
+   */
   private directSink(dest: Writable): Sink {
-    const release = (chunk: Buffer) => () => this.release(chunk);
+    const socket = (dest as unknown as ServerResponse).socket;
+    const sent = new Set<Buffer>();
+    const releaseAll = () => {
+      for (const chunk of sent) this.release(chunk);
+      sent.clear();
+    };
+    // The socket outlives the answer on a kept-alive connection: its listener goes with the answer.
+    dest.once('close', () => {
+      socket?.off('close', releaseAll);
+      releaseAll();
+    });
+    socket?.once('close', releaseAll);
+    const written = (chunk: Buffer) => () => {
+      sent.delete(chunk);
+      this.release(chunk);
+    };
     return {
-      emit: (chunk) => dest.write(chunk, partBuffers.owns(chunk) ? release(chunk) : undefined),
+      emit: (chunk) => {
+        if (!partBuffers.owns(chunk)) return dest.write(chunk);
+        if (dest.destroyed || socket?.destroyed) {
+          this.release(chunk);
+          return false;
+        }
+        sent.add(chunk);
+        return dest.write(chunk, written(chunk));
+      },
       more: () =>
         new Promise<void>((resolve) => {
           const done = () => {

@@ -190,7 +190,7 @@ export class FilesystemStorage implements StorageArea {
    */
   readInto(uuid: string, target: Buffer, offset: number, position = 0): Promise<number> {
     const path = this.pathOf(uuid);
-    if (ReaderPool.canRead(target)) {
+    if (ReaderPool.canRead(target) && this.readers?.usable !== false) {
       this.readers ??= new ReaderPool(2);
       return this.readers.read(path, target.subarray(offset), position).catch((cause: NodeJS.ErrnoException) => {
         throw cause.code === 'ENOENT' ? new PacsError('InexistentFile', `attachment ${uuid} is missing from the storage area`, { cause }) : cause;
@@ -275,11 +275,15 @@ export class FilesystemStorage implements StorageArea {
  * a missing `chattr`, leave the folder as it is: this is only about placement.
  */
 function spreadFolders(root: string): void {
-  if (process.platform !== 'linux') return;
-  // An absolute path: never taken for an option.
-  const r = spawnSync('chattr', ['+T', resolve(root)], { stdio: 'ignore', timeout: 5000 });
-  if (r.status !== 0) log.debug(`could not set the T attribute on ${root} (not ext2/3/4, or no chattr)`);
+  // An absolute path: never taken for an option. Once per folder and process (a spawn costs a few ms).
+  const path = resolve(root);
+  if (process.platform !== 'linux' || spread.has(path)) return;
+  spread.add(path);
+  const r = spawnSync('chattr', ['+T', path], { stdio: 'ignore', timeout: 5000 });
+  if (r.status === 0) log.verbose(`storage folders spread over the disk (T attribute on ${path})`);
+  else log.debug(`could not set the T attribute on ${path} (not ext2/3/4, or no chattr)`);
 }
+const spread = new Set<string>();
 
 /**
  * mkdir (unless `dirKnown`), open, write, fdatasync, close: one synchronous sequence on the calling thread. A folder

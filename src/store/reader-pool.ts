@@ -23,7 +23,9 @@ parentPort.on('message', (m) => {
   }
   const results = m.jobs.map((j) => {
     try {
-      const target = new Uint8Array(memories.get(j.memoryId), j.byteOffset, j.length);
+      const memory = memories.get(j.memoryId);
+      if (!memory) throw new Error('unknown shared memory block ' + j.memoryId);
+      const target = new Uint8Array(memory, j.byteOffset, j.length);
       const fd = fs.openSync(j.path, 'r');
       let at = 0;
       try {
@@ -44,6 +46,24 @@ parentPort.on('message', (m) => {
 });
 `;
 
+/** Reads per message: the first parts of a retrieval come back after a few reads, not after the whole read-ahead. */
+const BATCH = 8;
+/** Thread (re)starts allowed; past them the pool gives up and the storage area reads on the event loop's pool. */
+const MAX_STARTS = 20;
+
+/**
+ * The shared memory blocks the reader threads may read into: made known to them once each, then named by a number
+ * (sending a block in every message cost more than the reads). Only long-lived blocks belong here (WADO-RS's part
+ * blocks): the threads hold on to them.
+ */
+const shared = new Map<SharedArrayBuffer, number>();
+
+/** Makes `memory` readable into by the reader threads (of every pool); returns it. */
+export function shareWithReaders(memory: SharedArrayBuffer): SharedArrayBuffer {
+  if (!shared.has(memory)) shared.set(memory, shared.size + 1);
+  return memory;
+}
+
 interface ReadJob {
   path: string;
   target: Buffer;
@@ -56,11 +76,9 @@ type ReadResult = number | { error: string; code?: string };
 
 export class ReaderPool {
   private readonly workers: Array<Worker & { batches: Set<number> }> = [];
-  /**
-   * The shared memory blocks the threads know, by id: each is sent to them once (sending one in every message cost
-   * more than the reads), then named by its id. Keep the blocks few and long-lived: the threads hold on to them.
-   */
-  private readonly memories = new Map<SharedArrayBuffer, number>();
+  /** The shared blocks each thread has been sent. */
+  private readonly known = new WeakMap<Worker, Set<number>>();
+  private starts = 0;
   private readonly pending = new Map<number, ReadJob[]>();
   private queue: ReadJob[] = [];
   private nextId = 1;
@@ -71,9 +89,14 @@ export class ReaderPool {
     for (let i = 0; i < size; i++) this.workers.push(this.spawn(i));
   }
 
-  /** Whether `target` can be read into by the threads (it lives in a SharedArrayBuffer). */
+  /** Whether `target` can be read into by the threads: it lives in a block made known by `shareWithReaders`. */
   static canRead(target: Buffer): boolean {
-    return target.buffer instanceof SharedArrayBuffer;
+    return target.buffer instanceof SharedArrayBuffer && shared.has(target.buffer);
+  }
+
+  /** False once the threads could not be kept running: the caller reads some other way. */
+  get usable(): boolean {
+    return !this.closed && this.workers.length > 0;
   }
 
   /**
@@ -88,23 +111,26 @@ export class ReaderPool {
     });
   }
 
-  /** Sends the queued reads, split evenly over the threads (so that reads from a cold disk overlap). */
+  /** Sends the queued reads, a few per message, to the threads in turn (so that reads from a cold disk overlap). */
   private flush(): void {
     const jobs = this.queue;
     this.queue = [];
-    const parts = Math.min(this.workers.length, jobs.length);
-    const per = Math.ceil(jobs.length / parts);
-    for (let start = 0; start < jobs.length; start += per) {
-      const batch = jobs.slice(start, start + per);
+    if (this.workers.length === 0) {
+      for (const job of jobs) job.reject(new Error('the file reader threads are stopped'));
+      return;
+    }
+    for (let start = 0; start < jobs.length; start += BATCH) {
+      const batch = jobs.slice(start, start + BATCH);
       const id = this.nextId++;
       const worker = this.workers[this.nextWorker++ % this.workers.length]!;
+      this.introduce(worker, batch);
       this.pending.set(id, batch);
       worker.batches.add(id);
       worker.postMessage({
         id,
         jobs: batch.map((j) => ({
           path: j.path,
-          memoryId: this.memoryId(j.target.buffer as SharedArrayBuffer),
+          memoryId: shared.get(j.target.buffer as SharedArrayBuffer),
           byteOffset: j.target.byteOffset,
           length: j.target.length,
           position: j.position,
@@ -113,21 +139,24 @@ export class ReaderPool {
     }
   }
 
-  private memoryId(memory: SharedArrayBuffer): number {
-    let id = this.memories.get(memory);
-    if (id === undefined) {
-      id = this.memories.size + 1;
-      this.memories.set(memory, id);
-      for (const worker of this.workers) worker.postMessage({ memoryId: id, memory });
+  /** Sends `worker` the shared blocks of `batch` it does not know yet. */
+  private introduce(worker: Worker, batch: readonly ReadJob[]): void {
+    let known = this.known.get(worker);
+    if (!known) this.known.set(worker, (known = new Set()));
+    for (const job of batch) {
+      const memory = job.target.buffer as SharedArrayBuffer;
+      const memoryId = shared.get(memory)!;
+      if (known.has(memoryId)) continue;
+      known.add(memoryId);
+      worker.postMessage({ memoryId, memory });
     }
-    return id;
   }
 
   /** A reader thread; if it ever dies, its pending reads fail and a new thread takes its place. */
   private spawn(slot: number): Worker & { batches: Set<number> } {
+    this.starts++;
     const worker = Object.assign(new Worker(WORKER_SOURCE, { eval: true }), { batches: new Set<number>() });
     worker.unref();
-    for (const [memory, memoryId] of this.memories) worker.postMessage({ memoryId, memory });
     worker.on('message', (m: { id: number; results: ReadResult[] }) => {
       const batch = this.pending.get(m.id);
       worker.batches.delete(m.id);
@@ -146,7 +175,16 @@ export class ReaderPool {
         this.pending.delete(id);
       }
       worker.batches.clear();
-      if (!this.closed) this.workers[slot] = this.spawn(slot);
+      if (this.closed) return;
+      // A thread that keeps dying is not restarted for ever: the pool gives up, reads go elsewhere.
+      let next: (Worker & { batches: Set<number> }) | undefined;
+      try {
+        if (this.starts < MAX_STARTS) next = this.spawn(slot);
+      } catch (e) {
+        log.error(`cannot start a file reader thread: ${(e as Error).message}`);
+      }
+      if (next) this.workers[slot] = next;
+      else void this.close();
     });
     return worker;
   }
