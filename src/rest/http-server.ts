@@ -118,25 +118,29 @@ export function buildHttpServer(ctx: AppContext, options: HttpServerOptions = {}
     done(null, undefined),
   );
 
-  app.addHook('onRequest', async (request, reply) => {
+  // The hooks take callbacks rather than being async: no promise and microtask hop per request and hook.
+  app.addHook('onRequest', (request, reply, done) => {
     // Orthanc's order: remote access, then credentials; the size of the body only matters to an authorized client.
     if (!config.RemoteAccessAllowed && !isLoopback(request.socket.remoteAddress)) {
-      return sendError(reply, request, new PacsError('ForbiddenAccess', 'remote access is not allowed (RemoteAccessAllowed is false)'));
+      sendError(reply, request, new PacsError('ForbiddenAccess', 'remote access is not allowed (RemoteAccessAllowed is false)'));
+      return;
     }
     if (config.AuthenticationEnabled) {
       const user = checkBasicAuth(request.headers.authorization, config.RegisteredUsers);
       if (user === undefined) {
         reply.header('WWW-Authenticate', `Basic realm="${config.Name.replace(/"/g, '')}"`);
-        return sendError(reply, request, new PacsError('Unauthorized'));
+        sendError(reply, request, new PacsError('Unauthorized'));
+        return;
       }
       request.httpUsername = user;
     }
     const maxBody = config.MaximumHttpBodySize * 1024 * 1024;
     const declared = Number(request.headers['content-length'] ?? 0);
     if (maxBody > 0 && declared > maxBody) {
-      return sendError(reply, request, tooLarge(maxBody));
+      sendError(reply, request, tooLarge(maxBody));
+      return;
     }
-    return undefined;
+    done();
   });
 
   // While stopping, answers to requests still in flight close their connection, so the process can exit at once.
@@ -144,15 +148,16 @@ export function buildHttpServer(ctx: AppContext, options: HttpServerOptions = {}
   app.addHook('preClose', async () => {
     closing = true;
   });
-  app.addHook('onSend', async (_request, reply, payload) => {
+  app.addHook('onSend', (_request, reply, payload, done) => {
     if (closing || !keepAlive) reply.header('Connection', 'close');
-    return payload;
+    done(null, payload);
   });
   if (config.HttpCompressionEnabled) app.addHook('onSend', compressAnswer);
 
   // Checked per request: /tools/log-level may turn it on while the server runs.
-  app.addHook('onResponse', async (request, reply) => {
+  app.addHook('onResponse', (request, reply, done) => {
     if (log.isEnabled('verbose')) log.verbose(`${request.method} ${request.url} -> ${reply.statusCode}`);
+    done();
   });
 
   app.setErrorHandler((error, request, reply) => {

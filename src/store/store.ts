@@ -205,12 +205,8 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       const ids = publicIds(info.identifiers);
       const publicIdList = [ids.patient, ids.study, ids.series, ids.instance] as const;
 
-      // An already stored instance is not indexed again (a file written meanwhile is removed, as Orthanc does).
-      if (!this.options.overwriteInstances && this.index.findByPublicId(ids.instance)) {
-        if (early) await early.catch(() => undefined);
-        await pending.abort();
-        return this.result(ids, 'AlreadyStored');
-      }
+      // An already stored instance is not indexed again (a file written meanwhile is removed, as Orthanc does): the
+      // index transaction finds it (`AlreadyStored`), so the usual case pays no lookup before it.
 
       // A bare dataset gets a meta header; the dataset bytes themselves are kept as received.
       const prefix = parsed.hasMetaHeader
