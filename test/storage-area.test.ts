@@ -110,6 +110,22 @@ for (const variant of [
     expect(error?.code).to.equal('InexistentFile');
   });
 
+  it('read with the size the index knows: the same bytes; a file shorter than said is read whole; a missing one is InexistentFile', async () => {
+    const content = Buffer.from(Array.from({ length: 70000 }, (_, i) => (i * 13) & 0xff));
+    const w = await storage.begin(uuid);
+    await w.writeAll(content);
+    w.publish();
+    expect((await storage.read(uuid, content.length)).equals(content)).to.equal(true);
+    expect((await storage.read(uuid, content.length + 100)).equals(content)).to.equal(true);
+    expect((await storage.read(uuid)).equals(content)).to.equal(true);
+    const missing = '0a1b2c3d-0000-4000-8000-00000000000e';
+    const error = await storage.read(missing, 10).then(
+      () => undefined,
+      (e: unknown) => e as { code: string },
+    );
+    expect(error?.code).to.equal('InexistentFile');
+  });
+
   it('readInto shared memory: the reader threads read many files asked for together, each into its place', async () => {
     const uuids = Array.from({ length: 40 }, (_, i) => `0a1b${String(i).padStart(4, '0')}-0000-4000-8000-00000000000c`);
     const contents = uuids.map((_, i) => Buffer.alloc(1000 + i * 37, i + 1));

@@ -391,6 +391,17 @@ export class Association extends EventEmitter<AssociationEvents> {
     this.dispatch('Evt8', { kind: 'send', pdu: rj });
   }
 
+  /**
+   * The P-DATA sent from now until the next tick go out in one socket write: a message's command and its data set
+   * (each a separate write otherwise, and each write wakes the peer). Back-pressure still works: the socket is
+   * uncorked on the next tick whatever the sender awaits.
+   */
+  coalesceWrites(): void {
+    if (this.socket.destroyed) return;
+    this.socket.cork();
+    process.nextTick(() => this.socket.uncork());
+  }
+
   /** Sends PDVs in one P-DATA-TF. Resolves when the socket can take more (back-pressure for the sender). */
   sendPData(pdvs: Pdv[]): Promise<void> {
     this.dispatch('Evt9', { kind: 'pdata', pdvs });

@@ -28,7 +28,11 @@ export interface PendingWrite {
 
 export interface StorageArea {
   begin(uuid: string): Promise<PendingWrite>;
-  read(uuid: string): Promise<Buffer>;
+  /**
+   * The whole attachment. `size`, when the caller knows it (the index does), lets the area read exactly that many
+   * bytes without asking the file system first.
+   */
+  read(uuid: string, size?: number): Promise<Buffer>;
   /** Bytes `[start, end)` of an attachment. */
   readRange(uuid: string, start: number, end: number): Promise<Buffer>;
   createReadStream(uuid: string, range?: { start: number; end: number }): Readable;

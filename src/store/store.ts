@@ -481,7 +481,7 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
   }
 
   async readAttachment(att: AttachmentInfo): Promise<Buffer> {
-    const raw = await this.storage.read(att.uuid);
+    const raw = await this.storage.read(att.uuid, att.compressedSize);
     return att.compression === 2 ? decompressOrthanc(raw) : raw;
   }
 

@@ -230,6 +230,7 @@ export class ScpSession {
   async respond(contextId: number, message: DimseMessage, dataset?: Buffer): Promise<void> {
     if (!this.association.canSendPData) return;
     const pdvs: Pdv[] = fragmentMessage(contextId, encodeMessage(message), dataset, this.peerMaxPdu);
+    if (pdvs.length > 1) this.association.coalesceWrites();
     for (const pdv of pdvs) await this.association.sendPData([pdv]);
     if (log.isEnabled('debug')) {
       const status = 'Status' in message ? ` ${formatStatus((message as { Status: number }).Status)}` : '';

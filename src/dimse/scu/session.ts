@@ -264,6 +264,7 @@ export class ScuSession {
 
   private async send(contextId: number, command: Buffer, dataset: Buffer | undefined): Promise<void> {
     const pdvs = fragmentMessage(contextId, command, dataset, this.association.peerMaxPduLength);
+    if (pdvs.length > 1) this.association.coalesceWrites();
     for (const pdv of pdvs) {
       if (!this.isOpen) throw this.closedError('the request');
       await this.association.sendPData([pdv]);
