@@ -6,7 +6,7 @@ import { expect } from 'chai';
 import { DicomFormatError } from '../src/core/errors.js';
 import { type DataSet, isNumericVr, STRING_VRS } from '../src/dicom/dataset.js';
 import { keywordOf, lookupTag, tagFromKeywordOrString, vrOf } from '../src/dicom/dictionary.js';
-import { NeedMoreBytes, readPart10, type ParsedDicom } from '../src/dicom/reader.js';
+import { NeedMoreBytes, part10DatasetOffset, readPart10, type ParsedDicom } from '../src/dicom/reader.js';
 import { Tags } from '../src/dicom/tag.js';
 import {
   DeflatedExplicitVRLittleEndian,
@@ -438,6 +438,29 @@ describe('dicom reader', () => {
         if (expectedNames[name]) expect(wanted, name).to.equal(expectedNames[name]);
       }
     });
+  });
+
+  it("part10DatasetOffset: where the dataset starts, as readPart10 finds it, for a file with a DICM prefix, a meta group alone, a bare dataset", () => {
+    const dataset = encodeDataset(
+      [
+        { tag: Tags.SOPClassUID, vr: 'UI', value: '1.2.840.10008.5.1.4.1.1.7' },
+        { tag: Tags.SOPInstanceUID, vr: 'UI', value: '1.2.3.4.5' },
+        { tag: Tags.PatientName, vr: 'PN', value: 'OFFSET^TEST' },
+      ],
+      { explicitVr: true },
+    );
+    const meta = buildMetaHeader({ sopClassUid: '1.2.840.10008.5.1.4.1.1.7', sopInstanceUid: '1.2.3.4.5', transferSyntaxUid: '1.2.840.10008.1.2.1' });
+    const file = Buffer.concat([meta, dataset]);
+    expect(part10DatasetOffset(file)).to.equal(readPart10(file).datasetOffset).and.to.equal(meta.length);
+    const metaAlone = file.subarray(132);
+    expect(part10DatasetOffset(metaAlone)).to.equal(readPart10(metaAlone).datasetOffset).and.to.equal(meta.length - 132);
+    expect(part10DatasetOffset(dataset)).to.equal(0);
+    if (existsSync(PYDICOM_DATA)) {
+      for (const name of ['CT_small.dcm', 'MR_small_bigendian.dcm', 'JPEG2000.dcm']) {
+        const bytes = readFileSync(join(PYDICOM_DATA, 'test_files', name));
+        expect(part10DatasetOffset(bytes), name).to.equal(readPart10(bytes).datasetOffset);
+      }
+    }
   });
 
   describe('rejection', () => {

@@ -422,6 +422,16 @@ export function readPart10(input: Buffer, options: ReadOptions = {}): ParsedDico
   };
 }
 
+/**
+ * Where the dataset of a Part 10 file starts (after the DICM prefix and the meta group), found without parsing the
+ * dataset; 0 for a bare dataset. For files known to be well formed (the storage area's): `readPart10` checks more.
+ */
+export function part10DatasetOffset(bytes: Buffer): number {
+  const startsWithMeta = bytes.length >= 8 && bytes.readUInt16LE(0) === 0x0002 && bytes.toString('latin1', 4, 6) === 'UL';
+  if (hasDicmPrefix(bytes)) return readMetaGroup(bytes, 132, false).end;
+  return startsWithMeta ? readMetaGroup(bytes, 0, false).end : 0;
+}
+
 function readMetaGroup(bytes: Buffer, start: number, partial: boolean): { dp: DpDataSet; end: number } {
   if (start + 8 > bytes.length) {
     if (partial) throw new NeedMoreBytes();

@@ -402,10 +402,14 @@ export class Association extends EventEmitter<AssociationEvents> {
     process.nextTick(() => this.socket.uncork());
   }
 
-  /** Sends PDVs in one P-DATA-TF. Resolves when the socket can take more (back-pressure for the sender). */
+  /**
+   * Sends PDVs in one P-DATA-TF. Resolves when the socket can take more (back-pressure for the sender): once less
+   * than SEND_BUFFERED bytes wait in it. (Waiting for 'drain' past the socket's 16 KB mark split every instance of
+   * a C-STORE into one write per PDU, an event-loop turn apart: 0.3-0.5 ms per instance sent.)
+   */
   sendPData(pdvs: Pdv[]): Promise<void> {
     this.dispatch('Evt9', { kind: 'pdata', pdvs });
-    if (this.socket.writableNeedDrain) {
+    if (this.socket.writableLength > SEND_BUFFERED) {
       return new Promise((resolve) => {
         const done = () => {
           this.socket.off('drain', done);
@@ -749,6 +753,8 @@ export class Association extends EventEmitter<AssociationEvents> {
 
 /** P-DATA-TF PDUs up to this size are copied into one buffer and written at once. */
 const SMALL_PDU = 16 * 1024;
+/** Bytes a sender may leave in the socket before `sendPData` waits for it to drain. */
+const SEND_BUFFERED = 1 << 20;
 
 const EVENT_OF_PDU: Record<Pdu['type'], EventName> = {
   'A-ASSOCIATE-AC': 'Evt3',

@@ -16,7 +16,7 @@
  */
 import { open, readFile } from 'node:fs/promises';
 import { isPacsError } from '../../core/errors.js';
-import { NeedMoreBytes, readPart10, type ParsedDicom } from '../../dicom/reader.js';
+import { NeedMoreBytes, part10DatasetOffset, readPart10, type ParsedDicom } from '../../dicom/reader.js';
 import { Tags } from '../../dicom/tag.js';
 import {
   DeflatedExplicitVRLittleEndian,
@@ -339,8 +339,8 @@ async function prepare(file: Probed, plan: Plan | string): Promise<Prepared> {
   try {
     const bytes = await readWhole(file.input);
     if (file.datasetOffset < 0) {
-      const head = readPart10(bytes, { untilPixelData: true });
-      file = { ...file, datasetOffset: head.datasetOffset, pixelDataEnd: head.pixelDataEnd, size: bytes.length };
+      // A stored instance (checked whole when it was received): only where its dataset starts is needed.
+      file = { ...file, datasetOffset: part10DatasetOffset(bytes), size: bytes.length };
     }
     if (!plan.convert) {
       if (file.pixelDataEnd !== undefined && file.pixelDataEnd > bytes.length) {
