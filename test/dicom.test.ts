@@ -447,7 +447,7 @@ describe('dicom reader', () => {
         { tag: Tags.SOPInstanceUID, vr: 'UI', value: '1.2.3.4.5' },
         { tag: Tags.PatientName, vr: 'PN', value: 'OFFSET^TEST' },
       ],
-      { explicitVr: true },
+      { explicitVr: true, littleEndian: true },
     );
     const meta = buildMetaHeader({ sopClassUid: '1.2.840.10008.5.1.4.1.1.7', sopInstanceUid: '1.2.3.4.5', transferSyntaxUid: '1.2.840.10008.1.2.1' });
     const file = Buffer.concat([meta, dataset]);
