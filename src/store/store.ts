@@ -337,7 +337,10 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
   private indexInstance(input: NewInstance, pending: PendingWrite): Promise<StoreOutcome> {
     return new Promise((resolve, reject) => {
       this.commitQueue.push({ input, pending, resolve, reject });
-      if (this.commitQueue.length === 1) setImmediate(() => this.flushCommits());
+      // A lone store (one association sending one instance at a time) has nobody to wait for: it commits now, an
+      // event-loop turn earlier.
+      if (this.commitQueue.length === 1 && this.inFlight.size <= 1) this.flushCommits();
+      else if (this.commitQueue.length === 1) setImmediate(() => this.flushCommits());
     });
   }
 
