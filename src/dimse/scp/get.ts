@@ -53,15 +53,29 @@ export const getScp: ScpService = {
         const items = await session.handlers.retrieve.locate({ sopClassUid: rq.AffectedSOPClassUID, identifier }, session.info);
         const counts: Required<SubOperationCounts> = { remaining: items.length, completed: 0, failed: 0, warning: 0 };
         const failedUids: string[] = [];
-        for (const item of items) {
+        // The next instance is read while one is sent (one ahead: at most two instances in memory).
+        const contexts = items.map((item) => contextFor(session, item));
+        const reads = new Map<number, Promise<Buffer>>();
+        const readAhead = (k: number): void => {
+          const context = contexts[k];
+          if (k >= items.length || context === undefined || reads.has(k)) return;
+          const read = datasetFor(items[k]!, context.convertTo);
+          read.catch(() => undefined); // awaited in turn; not an unhandled rejection if the C-GET stops first
+          reads.set(k, read);
+        };
+        for (const [k, item] of items.entries()) {
           if (signal.aborted) break;
-          const storeContext = contextFor(session, item);
+          const storeContext = contexts[k];
           let status: number = Status.ProcessingFailure;
           if (storeContext === undefined) {
             log.warn(`${session.tag} C-GET: no accepted context with the SCP role for ${item.sopClassUid} in ${item.transferSyntaxUid}`);
           } else {
             try {
-              const bytes = await datasetFor(item, storeContext.convertTo);
+              readAhead(k);
+              const read = reads.get(k)!;
+              reads.delete(k);
+              readAhead(k + 1);
+              const bytes = await read;
               const rsp = (await session.request(
                 storeContext.id,
                 {
