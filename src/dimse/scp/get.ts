@@ -101,7 +101,11 @@ export const getScp: ScpService = {
             counts.failed++;
             failedUids.push(item.sopInstanceUid);
           }
-          if (counts.remaining > 0) await session.respond(contextId, cGetRsp(rq, Status.Pending, counts));
+          if (counts.remaining > 0) {
+            // The Pending response and the next sub-operation's C-STORE (its file already read) go in one write.
+            session.association.coalesceWrites();
+            await session.respond(contextId, cGetRsp(rq, Status.Pending, counts));
+          }
         }
         const failedList = failedUids.length > 0 || (signal.aborted && counts.remaining > 0);
         const final = signal.aborted
