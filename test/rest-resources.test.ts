@@ -86,6 +86,29 @@ describe('REST resources: hierarchy, statistics, tags, protection', function () 
     await s.close();
   });
 
+  it("series Status as Orthanc's: ExpectedNumberOfInstances from the first instance, IndexInSeries (InstanceNumber) 1..N", async () => {
+    const series = '1.2.826.0.1.3680043.10.1.99.77';
+    const send = async (instanceNumber: number, extra = [{ tag: 0x00540081, vr: 'US' as const, value: [3] }]) =>
+      (await call(s, 'POST', '/instances', makeInstance({ patientId: 'STATUS', studyInstanceUid: `${series}.0`, seriesInstanceUid: series, instanceNumber, extra }))).json as {
+        ParentSeries: string;
+      };
+    const status = async (id: string) => (await call(s, 'GET', `/series/${id}`)).json as { Status: string; ExpectedNumberOfInstances: number | null };
+    const { ParentSeries: id } = await send(2);
+    expect(await status(id)).to.include({ ExpectedNumberOfInstances: 3, Status: 'Missing' });
+    await send(1);
+    await send(3);
+    expect(await status(id)).to.include({ ExpectedNumberOfInstances: 3, Status: 'Complete' });
+    await send(3); // another instance numbered 3
+    expect((await status(id)).Status).to.equal('Inconsistent');
+    // Without NumberOfSlices, CardiacNumberOfImages or ImagesInAcquisition x NumberOfTemporalPositions: Unknown.
+    const other = (await call(s, 'POST', '/instances', makeInstance({ patientId: 'STATUS' }))).json as { ParentSeries: string };
+    expect(await status(other.ParentSeries)).to.include({ ExpectedNumberOfInstances: null, Status: 'Unknown' });
+    // ImagesInAcquisition counts only times NumberOfTemporalPositions (Orthanc's rule).
+    const temporal = [{ tag: 0x00201002, vr: 'IS' as const, value: '2' }, { tag: 0x00200105, vr: 'IS' as const, value: '3' }];
+    const cine = (await call(s, 'POST', '/instances', makeInstance({ patientId: 'STATUS', extra: temporal }))).json as { ParentSeries: string };
+    expect(await status(cine.ParentSeries)).to.include({ ExpectedNumberOfInstances: 6, Status: 'Missing' });
+  });
+
   it('child shortcuts answer expanded resources by default, IDs with expand=false, in insertion order', async () => {
     const p0 = ids(0, 0, 0, 0).patient;
     const studies = (await call(s, 'GET', `/patients/${p0}/studies`)).json as Json[];
@@ -267,7 +290,8 @@ describe('REST tools: find (OrderBy, ResponseContent), count-resources, lookup',
       OrderBy: [{ Type: 'Metadata', Key: 'IndexInSeries', Direction: 'DESC' }],
       Expand: true,
     })).json as Json[];
-    expect(byIndex.map((x) => x.IndexInSeries)).to.deep.equal([2, 1]);
+    // IndexInSeries is the InstanceNumber, as in Orthanc (not the order of arrival).
+    expect(byIndex.map((x) => x.IndexInSeries)).to.deep.equal([5, 4]);
   });
 
   it('OrderBy refuses malformed keys with 400 and Orthanc\'s error JSON', async () => {
@@ -304,12 +328,12 @@ describe('REST tools: find (OrderBy, ResponseContent), count-resources, lookup',
     expect(rich[0]!.IsStable).to.be.a('boolean');
     expect((rich[0]!.Metadata as Json).LastUpdate).to.match(/^\d{8}T\d{6}$/);
     const instance = (await find({ Level: 'Instance', Query: { SOPInstanceUID: '1.2.826.0.1.77.0.0.0.0' }, ResponseContent: ['Status', 'Attachments', 'Metadata'] })).json as Json[];
-    expect(instance[0]).to.include({ IndexInSeries: 1 });
+    expect(instance[0]).to.include({ IndexInSeries: 5 }); // its InstanceNumber
     expect(instance[0]!.FileSize).to.be.a('number');
     const attachments = instance[0]!.Attachments as Json[];
     expect(attachments).to.have.length(1);
     expect(attachments[0]).to.include({ ContentType: 1, UncompressedSize: instance[0]!.FileSize, Uuid: instance[0]!.FileUuid });
-    expect(instance[0]!.Metadata as Json).to.include({ IndexInSeries: '1', SopClassUid: '1.2.840.10008.5.1.4.1.1.2', Origin: 'RestApi' });
+    expect(instance[0]!.Metadata as Json).to.include({ IndexInSeries: '5', SopClassUid: '1.2.840.10008.5.1.4.1.1.2', Origin: 'RestApi' });
     expect((await find({ ...q, ResponseContent: [] })).json).to.deep.equal([i.series]);
     const r = await find({ ...q, ResponseContent: ['Everything'] });
     expectError(r, 400, 3, 'POST', '/tools/find');

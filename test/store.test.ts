@@ -224,6 +224,22 @@ describe('store: the one ingestion path', function () {
     expect(meta.get(MetadataType.ReceptionDate)).to.match(/^\d{8}T\d{6}$/);
   });
 
+  it("IndexInSeries as Orthanc's: the InstanceNumber, else the ImageIndex, else none", async () => {
+    t = await tempContext();
+    const series = '1.2.826.0.1.3680043.10.1.99.4242';
+    const indexOf = async (bytes: Buffer): Promise<string | undefined> => {
+      const result = await t.ctx.store.store(bytes, { kind: 'rest' });
+      const row = t.ctx.index.findByPublicId(result.ID)!;
+      return t.ctx.index.getMetadata(row.id, MetadataType.IndexInSeries)?.value;
+    };
+    // Received in any order: each keeps its own number, not its rank of arrival.
+    expect(await indexOf(makeInstance({ seriesInstanceUid: series, instanceNumber: 7 }))).to.equal('7');
+    expect(await indexOf(makeInstance({ seriesInstanceUid: series, instanceNumber: 3 }))).to.equal('3');
+    const imageIndex = { tag: 0x00541330, vr: 'US' as const, value: [12] };
+    expect(await indexOf(makeInstance({ seriesInstanceUid: series, instanceNumber: null, extra: [imageIndex] }))).to.equal('12');
+    expect(await indexOf(makeInstance({ seriesInstanceUid: series, instanceNumber: null }))).to.equal(undefined);
+  });
+
   it('gives 64 consecutive files one storage folder, then moves to another, with valid version 4 UUIDs', async () => {
     t = await tempContext();
     const folders: string[] = [];

@@ -107,8 +107,7 @@ export async function serializeResources(
     }
     out.ID = row.publicId;
     if (level === Level.Instance) {
-      const idx = indexInSeries!.get(row.id);
-      out.IndexInSeries = idx !== undefined ? Number(idx) : null;
+      out.IndexInSeries = indexNumber(indexInSeries!.get(row.id));
     }
     if (level !== Level.Instance) {
       out[CHILD_KEYS[level]!] = children!.get(row.id) ?? [];
@@ -121,7 +120,7 @@ export async function serializeResources(
     if (parentKey) out[parentKey] = row.parentId !== null ? (parents.get(row.parentId)?.publicId ?? null) : null;
     if (level === Level.Study) out.PatientMainDicomTags = formatTagMap(patientTags!.get(row.parentId!) ?? new Map(), format);
     if (requested) out.RequestedTags = requested.get(row.id) ?? {};
-    if (level === Level.Series) out.Status = seriesStatus(out.ExpectedNumberOfInstances as number | null, (children!.get(row.id) ?? []).length);
+    if (level === Level.Series) out.Status = seriesStatus(index, row.id, out.ExpectedNumberOfInstances as number | null);
     out.Type = LEVEL_NAMES[level];
     return out;
   });
@@ -160,14 +159,13 @@ async function serializeContent(
       const exp = index.getMetadata(row.id, MetadataType.ExpectedNumberOfInstances);
       const expected = exp !== undefined ? Number(exp.value) : null;
       out.ExpectedNumberOfInstances = expected;
-      out.Status = seriesStatus(expected, (children!.get(row.id) ?? []).length);
+      out.Status = seriesStatus(index, row.id, expected);
     }
     if (want('Status') && level === Level.Instance) {
       const att = index.attachment(row.id, DICOM_ATTACHMENT);
       out.FileSize = att?.uncompressedSize ?? 0;
       out.FileUuid = att?.uuid ?? null;
-      const idx = index.getMetadata(row.id, MetadataType.IndexInSeries);
-      out.IndexInSeries = idx !== undefined ? Number(idx.value) : null;
+      out.IndexInSeries = indexNumber(index.getMetadata(row.id, MetadataType.IndexInSeries)?.value);
     }
     if (want('Metadata')) {
       const metadata: Record<string, string> = {};
@@ -190,10 +188,21 @@ async function serializeContent(
 }
 
 /** Orthanc's series status: Unknown without ExpectedNumberOfInstances, else Complete/Missing/Inconsistent. */
-function seriesStatus(expected: number | null, count: number): string {
-  if (expected === null) return 'Unknown';
-  if (count === expected) return 'Complete';
-  return count < expected ? 'Missing' : 'Inconsistent';
+/**
+ * Orthanc's series status: from the IndexInSeries (InstanceNumber) of its instances against ExpectedNumberOfInstances:
+ * Complete when they are exactly 1..N, Missing when some are not there yet, Inconsistent when one is out of that range
+ * or repeated, Unknown without an expected number (or with an index that is not a number).
+ */
+function seriesStatus(index: AppContext['index'], seriesId: number, expected: number | null): string {
+  if (expected === null || !Number.isInteger(expected)) return 'Unknown';
+  const seen = new Set<number>();
+  for (const value of index.childrenMetadataValues(seriesId, MetadataType.IndexInSeries)) {
+    const n = indexNumber(value);
+    if (n === null) return 'Unknown';
+    if (n <= 0 || n > expected || seen.has(n)) return 'Inconsistent';
+    seen.add(n);
+  }
+  return seen.size === expected ? 'Complete' : 'Missing';
 }
 
 /** Values of requested tags: computed by the index, main tags of the resource or its ancestors, or from the file. */
@@ -238,3 +247,8 @@ async function requestedTagValues(
 }
 
 export { DICOM_ATTACHMENT };
+
+/** IndexInSeries as a number (the InstanceNumber or ImageIndex it was taken from); null when absent or not an integer. */
+function indexNumber(value: string | undefined): number | null {
+  return value !== undefined && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : null;
+}

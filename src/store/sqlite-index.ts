@@ -12,6 +12,30 @@ import Database from 'better-sqlite3';
 import { PacsError } from '../core/errors.js';
 import { Tags, type Tag } from '../dicom/tag.js';
 import { Level } from './levels.js';
+
+/** (0054,1330) ImageIndex: IndexInSeries when there is no InstanceNumber (as Orthanc). */
+const IMAGE_INDEX = 0x00541330;
+
+/**
+ * A new series' ExpectedNumberOfInstances, as Orthanc computes it from its first instance: ImagesInAcquisition x
+ * NumberOfTemporalPositions, else NumberOfSlices, else CardiacNumberOfImages; none unless a positive integer.
+ */
+function expectedNumberOfInstances(seriesTags: Map<Tag, string>): number | undefined {
+  const int = (tag: Tag): number | undefined => {
+    const value = seriesTags.get(tag)?.trim();
+    return value && /^[+-]?\d+$/.test(value) ? Number(value) : undefined;
+  };
+  let expected: number | undefined;
+  const images = seriesTags.get(Tags.ImagesInAcquisition);
+  const positions = seriesTags.get(Tags.NumberOfTemporalPositions);
+  if (images !== undefined && positions !== undefined) {
+    const a = int(Tags.ImagesInAcquisition);
+    const b = int(Tags.NumberOfTemporalPositions);
+    expected = a !== undefined && b !== undefined ? a * b : undefined;
+  } else if (seriesTags.has(Tags.NumberOfSlices)) expected = int(Tags.NumberOfSlices);
+  else if (seriesTags.has(Tags.CardiacNumberOfImages)) expected = int(Tags.CardiacNumberOfImages);
+  return expected !== undefined && expected > 0 ? expected : undefined;
+}
 import { type IndexConstraint, type LookupOptions, normalizeForMatching } from './lookup.js';
 
 export const SCHEMA_VERSION = 2;
@@ -635,14 +659,18 @@ export class SqliteIndex {
       this.logChange(change, internalIds[level]!, level, input.publicIds[level], input.now);
     }
 
-    // Metadata of the instance, plus IndexInSeries (1-based arrival order); as Orthanc: LastUpdate on the patient,
-    // study and series (not the instance), and the series keeps the RemoteAET of its last instance.
+    // Metadata of the instance, plus IndexInSeries: as Orthanc, the InstanceNumber, else the ImageIndex (none when
+    // both are absent); LastUpdate on the patient, study and series (not the instance), and the series keeps the
+    // RemoteAET of its last instance.
     const meta: unknown[] = [];
     for (const [type, value] of input.metadata) meta.push(instanceId, type, value);
-    const indexInSeries = (
-      this.stmt(`SELECT COUNT(*) AS n FROM resources WHERE parent_id = ?`).get(seriesId) as { n: number }
-    ).n;
-    meta.push(instanceId, MetadataType.IndexInSeries, String(indexInSeries));
+    const instanceTags = input.mainTags[Level.Instance];
+    const indexInSeries = instanceTags.get(Tags.InstanceNumber) || instanceTags.get(IMAGE_INDEX);
+    if (indexInSeries) meta.push(instanceId, MetadataType.IndexInSeries, indexInSeries);
+    if (created.includes(Level.Series)) {
+      const expected = expectedNumberOfInstances(input.mainTags[Level.Series]);
+      if (expected !== undefined) meta.push(seriesId, MetadataType.ExpectedNumberOfInstances, String(expected));
+    }
     for (let k = 0; k < 3; k++) meta.push(internalIds[k], MetadataType.LastUpdate, input.now);
     const remoteAet = input.metadata.get(MetadataType.RemoteAET);
     if (remoteAet !== undefined) meta.push(seriesId, MetadataType.RemoteAET, remoteAet);
@@ -780,6 +808,14 @@ export class SqliteIndex {
     ) as { resource_id: number; value: string }[];
     for (const r of rows) out.set(r.resource_id, r.value);
     return out;
+  }
+
+  /** The values of one metadata type among the children of a resource that have it (Orthanc's LookupChildrenMetadata). */
+  childrenMetadataValues(parentId: number, type: number): string[] {
+    const rows = this.stmt(
+      `SELECT m.value AS value FROM resources r JOIN metadata m ON m.resource_id = r.id AND m.type = ? WHERE r.parent_id = ?`,
+    ).all(type, parentId) as { value: string }[];
+    return rows.map((r) => r.value);
   }
 
   getMetadata(id: number, type: number): MetadataEntry | undefined {

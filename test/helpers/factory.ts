@@ -23,7 +23,8 @@ export interface InstanceSpec {
   modality?: string;
   sopInstanceUid?: string;
   sopClassUid?: string;
-  instanceNumber?: number;
+  /** null: no InstanceNumber at all. */
+  instanceNumber?: number | null;
   transferSyntaxUid?: string;
   specificCharacterSet?: string;
   /** Pixel payload size in bytes (a 16-bit monochrome image of about this size). */
@@ -53,7 +54,7 @@ export function makeInstance(spec: InstanceSpec = {}): Buffer {
     { tag: Tags.SeriesInstanceUID, vr: 'UI', value: spec.seriesInstanceUid ?? generateUid() },
     { tag: Tags.StudyID, vr: 'SH', value: 'S1' },
     { tag: Tags.SeriesNumber, vr: 'IS', value: String(spec.seriesNumber ?? 1) },
-    { tag: Tags.InstanceNumber, vr: 'IS', value: String(spec.instanceNumber ?? 1) },
+    ...(spec.instanceNumber === null ? [] : [{ tag: Tags.InstanceNumber, vr: 'IS' as const, value: String(spec.instanceNumber ?? 1) }]),
     { tag: Tags.SamplesPerPixel, vr: 'US', value: [1] },
     { tag: Tags.PhotometricInterpretation, vr: 'CS', value: 'MONOCHROME2' },
     { tag: Tags.Rows, vr: 'US', value: [side] },
