@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { createHash } from 'node:crypto';
-import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, truncateSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Readable } from 'node:stream';
 import { createContext } from '../src/app/context.js';
@@ -222,6 +222,21 @@ describe('store: the one ingestion path', function () {
     expect(meta.get(MetadataType.SopClassUid)).to.equal('1.2.840.10008.5.1.4.1.1.2');
     expect(meta.get(MetadataType.IndexInSeries)).to.equal('1');
     expect(meta.get(MetadataType.ReceptionDate)).to.match(/^\d{8}T\d{6}$/);
+  });
+
+  it('a stored file cut short on disk is CorruptedFile when read, not served as whole', async () => {
+    t = await tempContext();
+    const result = await t.ctx.store.store(makeInstance({ pixelBytes: 20000 }), { kind: 'rest' });
+    const row = t.ctx.index.findByPublicId(result.ID)!;
+    const att = t.ctx.index.attachment(row.id, 1)!;
+    expect((await t.ctx.store.readDicom(result.ID)).length).to.equal(att.compressedSize);
+    truncateSync(join(t.dir, 'storage', att.uuid.slice(0, 2), att.uuid.slice(2, 4), att.uuid), att.compressedSize - 100);
+    const error = await t.ctx.store.readDicom(result.ID).then(
+      () => undefined,
+      (e: unknown) => e as { code: string; message: string },
+    );
+    expect(error?.code).to.equal('CorruptedFile');
+    expect(error?.message).to.match(/bytes on disk/);
   });
 
   it("IndexInSeries as Orthanc's: the InstanceNumber, else the ImageIndex, else none", async () => {

@@ -9,7 +9,7 @@ import { ALL_TRANSFER_SYNTAXES, ExplicitVRLittleEndian, ImplicitVRLittleEndian }
 import { isStorageSopClass, SopClasses } from '../dicom/uids.js';
 import { buildMetaHeader } from '../dicom/writer.js';
 import { FindRefusal, type AssociationInfo, type DicomHandlers, type FindRequest, type StoreRequest } from '../dimse/handlers.js';
-import { readPart10 } from '../dicom/reader.js';
+import { part10DatasetOffset } from '../dicom/reader.js';
 import { Tags } from '../dicom/tag.js';
 import type { DicomService } from '../modalities/registry.js';
 import { Level } from '../store/levels.js';
@@ -117,7 +117,9 @@ export function createDicomHandlers(ctx: AppContext): DicomHandlers {
           transferSyntaxUid: syntaxes.get(row.id) ?? '',
           readDataset: async () => {
             const file = await store.readDicom(row.publicId);
-            return file.subarray(readPart10(file, { untilPixelData: true }).datasetOffset);
+            // Stored files were checked whole on the way in (and their size is checked on reading): only where
+            // the dataset starts is needed.
+            return file.subarray(part10DatasetOffset(file));
           },
           readFile: () => store.readDicom(row.publicId),
         }));

@@ -205,8 +205,14 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       const ids = publicIds(info.identifiers);
       const publicIdList = [ids.patient, ids.study, ids.series, ids.instance] as const;
 
-      // An already stored instance is not indexed again (a file written meanwhile is removed, as Orthanc does): the
-      // index transaction finds it (`AlreadyStored`), so the usual case pays no lookup before it.
+      // An already stored instance is not indexed again (a file written meanwhile is removed, as Orthanc does). A
+      // whole Part 10 input is being written already: the index transaction finds it (`AlreadyStored`), with no
+      // lookup before. Any other input would first be compressed, completed or synced for nothing: looked up now.
+      const written = early !== undefined;
+      if (!this.options.overwriteInstances && !written && this.index.findByPublicId(ids.instance)) {
+        await pending.abort();
+        return this.result(ids, 'AlreadyStored');
+      }
 
       // A bare dataset gets a meta header; the dataset bytes themselves are kept as received.
       const prefix = parsed.hasMetaHeader
@@ -485,6 +491,10 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
 
   async readAttachment(att: AttachmentInfo): Promise<Buffer> {
     const raw = await this.storage.read(att.uuid, att.compressedSize);
+    // A file cut short on disk (a crash of the machine, an outside hand) is not served as if it were whole.
+    if (raw.length !== att.compressedSize) {
+      throw new PacsError('CorruptedFile', `attachment ${att.uuid} has ${raw.length} bytes on disk, the index says ${att.compressedSize}`);
+    }
     return att.compression === 2 ? decompressOrthanc(raw) : raw;
   }
 
