@@ -96,8 +96,14 @@ describe('REST resources: hierarchy, statistics, tags, protection', function () 
     const { ParentSeries: id } = await send(2);
     expect(await status(id)).to.include({ ExpectedNumberOfInstances: 3, Status: 'Missing' });
     await send(1);
+    const completed = async () =>
+      ((await call(s, 'GET', '/changes?limit=1000')).json as { Changes: { ChangeType: string; ID: string }[] }).Changes.filter(
+        (c) => c.ChangeType === 'CompletedSeries' && c.ID === id,
+      ).length;
+    expect(await completed()).to.equal(0);
     await send(3);
     expect(await status(id)).to.include({ ExpectedNumberOfInstances: 3, Status: 'Complete' });
+    expect(await completed()).to.equal(1); // as Orthanc, when the last one arrives
     await send(3); // another instance numbered 3
     expect((await status(id)).Status).to.equal('Inconsistent');
     // Without NumberOfSlices, CardiacNumberOfImages or ImagesInAcquisition x NumberOfTemporalPositions: Unknown.

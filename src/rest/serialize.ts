@@ -120,7 +120,7 @@ export async function serializeResources(
     if (parentKey) out[parentKey] = row.parentId !== null ? (parents.get(row.parentId)?.publicId ?? null) : null;
     if (level === Level.Study) out.PatientMainDicomTags = formatTagMap(patientTags!.get(row.parentId!) ?? new Map(), format);
     if (requested) out.RequestedTags = requested.get(row.id) ?? {};
-    if (level === Level.Series) out.Status = seriesStatus(index, row.id, out.ExpectedNumberOfInstances as number | null);
+    if (level === Level.Series) out.Status = index.seriesStatus(row.id, out.ExpectedNumberOfInstances as number | null);
     out.Type = LEVEL_NAMES[level];
     return out;
   });
@@ -159,7 +159,7 @@ async function serializeContent(
       const exp = index.getMetadata(row.id, MetadataType.ExpectedNumberOfInstances);
       const expected = exp !== undefined ? Number(exp.value) : null;
       out.ExpectedNumberOfInstances = expected;
-      out.Status = seriesStatus(index, row.id, expected);
+      out.Status = index.seriesStatus(row.id, expected);
     }
     if (want('Status') && level === Level.Instance) {
       const att = index.attachment(row.id, DICOM_ATTACHMENT);
@@ -188,22 +188,6 @@ async function serializeContent(
 }
 
 /** Orthanc's series status: Unknown without ExpectedNumberOfInstances, else Complete/Missing/Inconsistent. */
-/**
- * Orthanc's series status: from the IndexInSeries (InstanceNumber) of its instances against ExpectedNumberOfInstances:
- * Complete when they are exactly 1..N, Missing when some are not there yet, Inconsistent when one is out of that range
- * or repeated, Unknown without an expected number (or with an index that is not a number).
- */
-function seriesStatus(index: AppContext['index'], seriesId: number, expected: number | null): string {
-  if (expected === null || !Number.isInteger(expected)) return 'Unknown';
-  const seen = new Set<number>();
-  for (const value of index.childrenMetadataValues(seriesId, MetadataType.IndexInSeries)) {
-    const n = indexNumber(value);
-    if (n === null) return 'Unknown';
-    if (n <= 0 || n > expected || seen.has(n)) return 'Inconsistent';
-    seen.add(n);
-  }
-  return seen.size === expected ? 'Complete' : 'Missing';
-}
 
 /** Values of requested tags: computed by the index, main tags of the resource or its ancestors, or from the file. */
 async function requestedTagValues(

@@ -174,6 +174,8 @@ export interface StoreOutcome {
   recycledPatients: string[];
   /** Files were queued in pending_files (an overwritten instance, recycled patients). */
   queuedFiles: boolean;
+  /** The series is complete with this instance (a CompletedSeries change was logged). */
+  completedSeries?: boolean;
 }
 
 export interface DeleteOutcome {
@@ -667,10 +669,9 @@ export class SqliteIndex {
     const instanceTags = input.mainTags[Level.Instance];
     const indexInSeries = instanceTags.get(Tags.InstanceNumber) || instanceTags.get(IMAGE_INDEX);
     if (indexInSeries) meta.push(instanceId, MetadataType.IndexInSeries, indexInSeries);
-    if (created.includes(Level.Series)) {
-      const expected = expectedNumberOfInstances(input.mainTags[Level.Series]);
-      if (expected !== undefined) meta.push(seriesId, MetadataType.ExpectedNumberOfInstances, String(expected));
-    }
+    // As Orthanc: the expected number of instances from this instance's tags, kept on the series when it is new.
+    const expected = expectedNumberOfInstances(input.mainTags[Level.Series]);
+    if (expected !== undefined && created.includes(Level.Series)) meta.push(seriesId, MetadataType.ExpectedNumberOfInstances, String(expected));
     for (let k = 0; k < 3; k++) meta.push(internalIds[k], MetadataType.LastUpdate, input.now);
     const remoteAet = input.metadata.get(MetadataType.RemoteAET);
     if (remoteAet !== undefined) meta.push(seriesId, MetadataType.RemoteAET, remoteAet);
@@ -697,6 +698,10 @@ export class SqliteIndex {
       `UPDATE stats SET value = value + 1 WHERE name = 'reception_seq' RETURNING value`,
     ).get() as { value: number };
     this.stmt(`UPDATE resources SET recycle_seq = ? WHERE id = ?`).run(receptionSeq, patientId);
+    // As Orthanc: a CompletedSeries change whenever an instance leaves its series complete (only series whose
+    // instances tell how many to expect pay for the check).
+    const completedSeries = expected !== undefined && this.seriesStatus(seriesId, expected) === 'Complete';
+    if (completedSeries) this.logChange(ChangeType.CompletedSeries, seriesId, Level.Series, input.publicIds[Level.Series], input.now);
     const recycledPatients = this.enforceLimits(input.limits, patientId);
     return {
       status: 'Success',
@@ -704,6 +709,7 @@ export class SqliteIndex {
       created,
       recycledPatients,
       queuedFiles: existing !== undefined || recycledPatients.length > 0,
+      completedSeries,
     };
   }
 
@@ -808,6 +814,23 @@ export class SqliteIndex {
     ) as { resource_id: number; value: string }[];
     for (const r of rows) out.set(r.resource_id, r.value);
     return out;
+  }
+
+  /**
+   * Orthanc's series status: from the IndexInSeries (InstanceNumber) of its instances against the expected number:
+   * Complete when they are exactly 1..N, Missing when some are not there yet, Inconsistent when one is out of that
+   * range or repeated, Unknown without an expected number (or with an index that is not a number).
+   */
+  seriesStatus(seriesId: number, expected: number | null): 'Complete' | 'Missing' | 'Inconsistent' | 'Unknown' {
+    if (expected === null || !Number.isInteger(expected)) return 'Unknown';
+    const seen = new Set<number>();
+    for (const value of this.childrenMetadataValues(seriesId, MetadataType.IndexInSeries)) {
+      if (!/^\s*[+-]?\d+\s*$/.test(value)) return 'Unknown';
+      const n = Number(value);
+      if (n <= 0 || n > expected || seen.has(n)) return 'Inconsistent';
+      seen.add(n);
+    }
+    return seen.size === expected ? 'Complete' : 'Missing';
   }
 
   /** The values of one metadata type among the children of a resource that have it (Orthanc's LookupChildrenMetadata). */

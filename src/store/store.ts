@@ -331,6 +331,7 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       const changeType = [ChangeType.NewPatient, ChangeType.NewStudy, ChangeType.NewSeries, ChangeType.NewInstance][level]!;
       this.emit('change', { changeType, level, publicId: publicIdList[level] });
     }
+    if (outcome.completedSeries) this.emit('change', { changeType: ChangeType.CompletedSeries, level: Level.Series, publicId: publicIdList[Level.Series] });
     this.emit('stored', { result, origin, created: outcome.created });
     log.debug(`stored instance ${ids.instance} (${parsed.transferSyntaxUid})`);
     return result;
