@@ -1,6 +1,5 @@
 /** Access control with Orthanc's semantics (DicomModalities, DicomAlwaysAllow*, called AET, modality host). */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -10,16 +9,7 @@ import { DicomScpServer } from '../src/dimse/scp/server.js';
 import { ModalityRegistry, parseModality } from '../src/modalities/registry.js';
 import { makeInstance } from './helpers/factory.js';
 import { tempContext, type TestContext } from './helpers/context.js';
-
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: { ...process.env, TCP_NODELAY: '1' } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
+import { run } from './helpers/interop.js';
 
 describe('modality registry', function () {
   it('reads the short and the long forms, with the Allow* flags defaulting to true', () => {

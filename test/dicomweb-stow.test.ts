@@ -76,6 +76,18 @@ function expectOrthancError(a: Answer, status: number): void {
   expect(e.Method).to.equal('POST');
 }
 
+/** `body` as a stream of 64 KB chunks: fetch sends it chunked, without a Content-Length. */
+function inChunks(body: Buffer): ReadableStream<Uint8Array> {
+  let at = 0;
+  return new ReadableStream<Uint8Array>({
+    pull(controller) {
+      if (at >= body.length) return controller.close();
+      controller.enqueue(body.subarray(at, at + 65536));
+      at += 65536;
+    },
+  });
+}
+
 describe('DICOMweb STOW-RS', function () {
   let s: TestServer;
   beforeEach(async () => {
@@ -184,15 +196,7 @@ describe('DICOMweb STOW-RS', function () {
     const big = makeInstance({ pixelBytes: 3 << 20 });
     const small = makeInstance();
     const body = multipart([small, big, makeInstance()]);
-    let at = 0;
-    const stream = new ReadableStream<Uint8Array>({
-      pull(controller) {
-        if (at >= body.length) return controller.close();
-        controller.enqueue(body.subarray(at, at + 65536));
-        at += 65536;
-      },
-    });
-    const a = await post(s, '/dicom-web/studies', stream);
+    const a = await post(s, '/dicom-web/studies', inChunks(body));
     expect(a.status, a.text).to.equal(200);
     expect(seq(a, '00081199')).to.have.length(3);
     const [ref] = seq(a, '00081199').filter((r) => big.includes(Buffer.from(uidOf(r, '00081155')!)));
@@ -212,15 +216,7 @@ describe('DICOMweb STOW-RS', function () {
     const limited = await tempServer({ MaximumHttpBodySize: 1 });
     try {
       const body = multipart([makeInstance(), makeInstance({ pixelBytes: 3 << 20 }), makeInstance()]);
-      let at = 0;
-      const stream = new ReadableStream<Uint8Array>({
-        pull(controller) {
-          if (at >= body.length) return controller.close();
-          controller.enqueue(body.subarray(at, at + 65536));
-          at += 65536;
-        },
-      });
-      const a = await post(limited, '/dicom-web/studies', stream);
+      const a = await post(limited, '/dicom-web/studies', inChunks(body));
       expectOrthancError(a, 413);
       // The first part (small, whole) may be stored; the large one, cut by the limit, is not: nothing half-way.
       const ids = (await (await fetch(`${limited.url}/instances`)).json()) as string[];

@@ -15,19 +15,9 @@ import { DicomScpServer } from '../src/dimse/scp/server.js';
 import { MetadataType } from '../src/store/sqlite-index.js';
 import { makeInstance } from './helpers/factory.js';
 import { tempContext, type TestContext } from './helpers/context.js';
-import { freePort } from './helpers/interop.js';
+import { freePort, run } from './helpers/interop.js';
 
 const CORPUS = '/usr/lib/python3/dist-packages/pydicom/data/test_files/';
-
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: { ...process.env, TCP_NODELAY: '1' } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 /** The dataset part of a Part 10 file (after the meta header), as bytes. */
 function datasetBytes(file: Buffer): Buffer {

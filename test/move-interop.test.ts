@@ -11,19 +11,9 @@ import { Tags } from '../src/dicom/tag.js';
 import { DicomScpServer } from '../src/dimse/scp/server.js';
 import { makeInstance } from './helpers/factory.js';
 import { tempContext, type TestContext } from './helpers/context.js';
-import { freePort } from './helpers/interop.js';
+import { freePort, run } from './helpers/interop.js';
 
 const CORPUS = '/usr/lib/python3/dist-packages/pydicom/data/test_files/';
-
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: { ...process.env, TCP_NODELAY: '1' } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 const dataset = (file: Buffer) => file.subarray(readPart10(file, { untilPixelData: true }).datasetOffset);
 

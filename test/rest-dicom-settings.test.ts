@@ -5,7 +5,6 @@
  * Orthanc's `/tools/log-level` routes.
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -20,18 +19,9 @@ import { storeInstances } from '../src/dimse/scu/store.js';
 import { makeInstance } from './helpers/factory.js';
 import { tempContext, tempServer, type TestServer } from './helpers/context.js';
 import { call as callUrl } from './helpers/http.js';
+import { run } from './helpers/interop.js';
 
 const call = (s: TestServer, method: string, path: string, body?: string) => callUrl(s.url, method, path, body);
-
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args);
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 const ALL = ALL_TRANSFER_SYNTAXES.map((t) => t.uid);
 /** A private SOP class: neither a standard storage class nor any other service's. */

@@ -4,7 +4,6 @@
  * the DIMSE timeout (a TCP peer that accepts and never answers).
  */
 import { expect } from 'chai';
-import { spawn } from 'node:child_process';
 import { existsSync, mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -18,18 +17,9 @@ import { emptyUserInformation } from '../src/net/pdu/types.js';
 import { UlServer } from '../src/net/server.js';
 import { makeInstance } from './helpers/factory.js';
 import { call, startNode, startSilentPeer, startStorescp, waitUntil, type Node, type Storescp } from './helpers/networking.js';
+import { run } from './helpers/interop.js';
 
 const HAS_DCMTK = existsSync('/usr/bin/storescp');
-
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: { ...process.env, TCP_NODELAY: '1' } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 const readStudyUid = (file: Buffer) => readPart10(file).dataset.string(Tags.StudyInstanceUID)!;
 const readSeriesUid = (file: Buffer) => readPart10(file).dataset.string(Tags.SeriesInstanceUID)!;

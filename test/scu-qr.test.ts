@@ -24,7 +24,7 @@ import { Status } from '../src/dimse/status.js';
 import { tempContext, type TestContext } from './helpers/context.js';
 import { makeInstance } from './helpers/factory.js';
 import { ROOT } from './helpers/process.js';
-import { freePort, waitForPort } from './helpers/interop.js';
+import { freePort, run, waitForPort } from './helpers/interop.js';
 
 const CORPUS = '/usr/lib/python3/dist-packages/pydicom/data/test_files/';
 const HAS_DCMTK = existsSync('/usr/bin/storescp') && existsSync('/usr/bin/dcmqrscp') && existsSync('/usr/bin/dcmqridx');
@@ -32,16 +32,6 @@ const SCU_AET = 'QRSCU';
 
 // ---------------------------------------------------------------------------------------------------------------
 // Helpers
-
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: { ...process.env, TCP_NODELAY: '1' } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString('latin1')));
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 /** DCMTK's storescp, bit-preserving, into a fresh folder. */
 async function startStorescp(aet: string): Promise<{ port: number; dir: string; stop(): void }> {

@@ -24,19 +24,9 @@ import { makeInstance } from './helpers/factory.js';
 import { HAS_OPENSSL, makePki } from './helpers/pki.js';
 import { startServer } from './helpers/process.js';
 import { tempContext, type TestContext } from './helpers/context.js';
-import { freePort, waitForPort } from './helpers/interop.js';
+import { freePort, run, waitForPort } from './helpers/interop.js';
 
 const HAS_DCMTK = existsSync('/usr/bin/echoscu') && existsSync('/usr/bin/storescp');
-
-function run(cmd: string, args: string[]): Promise<{ code: number | null; out: string }> {
-  return new Promise((resolve) => {
-    const child = spawn(cmd, args, { env: { ...process.env, TCP_NODELAY: '1' } });
-    let out = '';
-    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
-    child.on('close', (code) => resolve({ code, out }));
-  });
-}
 
 async function rejection(promise: Promise<unknown>): Promise<Error> {
   try {

@@ -8,7 +8,7 @@ import { datasetToOrthancJson, orthancLeafValue } from '../dicom/json.js';
 import { formatTagOrthanc, type Tag } from '../dicom/tag.js';
 import { COMPUTED_TAGS } from '../query/engine.js';
 import { LEVEL_NAMES, Level } from '../store/levels.js';
-import { DICOM_ATTACHMENT, MetadataType, type ResourceRow } from '../store/sqlite-index.js';
+import { DICOM_ATTACHMENT, integerValue, MetadataType, type ResourceRow } from '../store/sqlite-index.js';
 
 /** Orthanc's formats of tag maps in resource answers: `human` (keywords, default), `full`, `short`. */
 export type TagsFormat = 'human' | 'full' | 'short';
@@ -234,5 +234,5 @@ export { DICOM_ATTACHMENT };
 
 /** IndexInSeries as a number (the InstanceNumber or ImageIndex it was taken from); null when absent or not an integer. */
 function indexNumber(value: string | undefined): number | null {
-  return value !== undefined && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : null;
+  return integerValue(value) ?? null;
 }

@@ -189,8 +189,8 @@ export class FilesystemStorage implements StorageArea {
 
   /**
    * A target in shared memory (WADO-RS's part buffers) is read by the reader threads (`reader-pool.ts`): the reads
-   * asked for together travel in one message. Any other target: callbacks rather than a FileHandle: an open and the reads (one when the OS gives the whole range at once) on the
-   * thread pool, then a synchronous close (closing a file opened for reading waits for no I/O; one hop to the thread
+   * asked for together travel in one message. Any other target: callbacks rather than a FileHandle: an open and
+   * the reads (one when the OS gives the whole range at once) on the thread pool, then a synchronous close (closing a file opened for reading waits for no I/O; one hop to the thread
    * pool less measured 8 % less CPU per MB). fs.promises' readFile costs an fstat, a read per 512 KB, an async
    * close and a FileHandle on top, each hop to the thread pool and back costing CPU (docs/dicomweb.md, STOW-RS).
    */
@@ -280,6 +280,8 @@ export class FilesystemStorage implements StorageArea {
  * ingest right after deletions paid up to 1.5 ms of kernel time per file (docs/storage.md). Other file systems, or
  * a missing `chattr`, leave the folder as it is: this is only about placement.
  */
+const spread = new Set<string>();
+
 function spreadFolders(root: string): void {
   // An absolute path: never taken for an option. Once per folder and process (a spawn costs a few ms).
   const path = resolve(root);
@@ -289,7 +291,6 @@ function spreadFolders(root: string): void {
   if (r.status === 0) log.verbose(`storage folders spread over the disk (T attribute on ${path})`);
   else log.debug(`could not set the T attribute on ${path} (not ext2/3/4, or no chattr)`);
 }
-const spread = new Set<string>();
 
 /**
  * mkdir (unless `dirKnown`), open, write, fdatasync, close: one synchronous sequence on the calling thread. A folder

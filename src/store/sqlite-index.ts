@@ -12,31 +12,31 @@ import Database from 'better-sqlite3';
 import { PacsError } from '../core/errors.js';
 import { Tags, type Tag } from '../dicom/tag.js';
 import { Level } from './levels.js';
+import { type IndexConstraint, type LookupOptions, normalizeForMatching } from './lookup.js';
 
 /** (0054,1330) ImageIndex: IndexInSeries when there is no InstanceNumber (as Orthanc). */
 const IMAGE_INDEX = 0x00541330;
+
+/** An integer string (IS, or a metadata value) as a number; undefined when absent or not an integer. */
+export function integerValue(value: string | undefined): number | undefined {
+  return value !== undefined && /^\s*[+-]?\d+\s*$/.test(value) ? Number(value) : undefined;
+}
 
 /**
  * A new series' ExpectedNumberOfInstances, as Orthanc computes it from its first instance: ImagesInAcquisition x
  * NumberOfTemporalPositions, else NumberOfSlices, else CardiacNumberOfImages; none unless a positive integer.
  */
 function expectedNumberOfInstances(seriesTags: Map<Tag, string>): number | undefined {
-  const int = (tag: Tag): number | undefined => {
-    const value = seriesTags.get(tag)?.trim();
-    return value && /^[+-]?\d+$/.test(value) ? Number(value) : undefined;
-  };
+  const int = (tag: Tag) => integerValue(seriesTags.get(tag));
   let expected: number | undefined;
-  const images = seriesTags.get(Tags.ImagesInAcquisition);
-  const positions = seriesTags.get(Tags.NumberOfTemporalPositions);
-  if (images !== undefined && positions !== undefined) {
-    const a = int(Tags.ImagesInAcquisition);
-    const b = int(Tags.NumberOfTemporalPositions);
-    expected = a !== undefined && b !== undefined ? a * b : undefined;
+  if (seriesTags.has(Tags.ImagesInAcquisition) && seriesTags.has(Tags.NumberOfTemporalPositions)) {
+    const images = int(Tags.ImagesInAcquisition);
+    const positions = int(Tags.NumberOfTemporalPositions);
+    expected = images !== undefined && positions !== undefined ? images * positions : undefined;
   } else if (seriesTags.has(Tags.NumberOfSlices)) expected = int(Tags.NumberOfSlices);
   else if (seriesTags.has(Tags.CardiacNumberOfImages)) expected = int(Tags.CardiacNumberOfImages);
   return expected !== undefined && expected > 0 ? expected : undefined;
 }
-import { type IndexConstraint, type LookupOptions, normalizeForMatching } from './lookup.js';
 
 export const SCHEMA_VERSION = 2;
 
@@ -825,8 +825,8 @@ export class SqliteIndex {
     if (expected === null || !Number.isInteger(expected)) return 'Unknown';
     const seen = new Set<number>();
     for (const value of this.childrenMetadataValues(seriesId, MetadataType.IndexInSeries)) {
-      if (!/^\s*[+-]?\d+\s*$/.test(value)) return 'Unknown';
-      const n = Number(value);
+      const n = integerValue(value);
+      if (n === undefined) return 'Unknown';
       if (n <= 0 || n > expected || seen.has(n)) return 'Inconsistent';
       seen.add(n);
     }

@@ -208,8 +208,7 @@ export class DicomStore extends EventEmitter<{ stored: [StoredInstanceEvent]; ch
       // An already stored instance is not indexed again (a file written meanwhile is removed, as Orthanc does). A
       // whole Part 10 input is being written already: the index transaction finds it (`AlreadyStored`), with no
       // lookup before. Any other input would first be compressed, completed or synced for nothing: looked up now.
-      const written = early !== undefined;
-      if (!this.options.overwriteInstances && !written && this.index.findByPublicId(ids.instance)) {
+      if (!this.options.overwriteInstances && !early && this.index.findByPublicId(ids.instance)) {
         await pending.abort();
         return this.result(ids, 'AlreadyStored');
       }
