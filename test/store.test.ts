@@ -55,6 +55,13 @@ async function waitFor(condition: () => boolean, what: string, ms = 10000): Prom
   }
 }
 
+/** The attachment of instance `id` records the MD5 of `content` (uncompressed) and of `onDisk` (as stored). */
+function expectMd5s(t: TestContext, id: string, content: Buffer, onDisk: Buffer): void {
+  const md5 = (b: Buffer) => createHash('md5').update(b).digest('hex');
+  const att = t.ctx.index.attachment(t.ctx.index.findByPublicId(id)!.id, DICOM_ATTACHMENT)!;
+  expect({ uncompressed: att.uncompressedMd5, compressed: att.compressedMd5 }).to.deep.equal({ uncompressed: md5(content), compressed: md5(onDisk) });
+}
+
 describe('store: the one ingestion path', function () {
   let t: TestContext;
   afterEach(async () => {
@@ -120,6 +127,15 @@ describe('store: the one ingestion path', function () {
     expect((await t.ctx.store.readDicom(result.ID)).equals(bytes)).to.equal(true);
     const row = t.ctx.index.findByPublicId(result.ID)!;
     expect(t.ctx.index.getMetadata(row.id, MetadataType.PixelDataOffset)?.value).to.match(/^\d+$/);
+    expectMd5s(t, result.ID, bytes, bytes);
+  });
+
+  it('records the MD5 of a small streamed input (kept in memory, hashed where it is written)', async () => {
+    t = await tempContext();
+    const bytes = makeInstance({ pixelBytes: 4096 });
+    const result = await t.ctx.store.store(Readable.from([bytes.subarray(0, 1000), bytes.subarray(1000)]), { kind: 'rest' });
+    expect(result.Status).to.equal('Success');
+    expectMd5s(t, result.ID, bytes, bytes);
   });
 
   it('accepts an empty PatientID, as Orthanc does', async () => {
@@ -188,6 +204,7 @@ describe('store: the one ingestion path', function () {
     const parsed = await t.ctx.store.parseInstance(result.ID);
     expect(parsed.transferSyntaxUid).to.equal(ImplicitVRLittleEndian);
     expect(parsed.dataset.string(Tags.PatientName)).to.equal('BARE^DATASET');
+    expectMd5s(t, result.ID, stored, stored);
   });
 
   it('compresses attachments with zlib in Orthanc format when StorageCompression is true', async () => {
@@ -202,6 +219,16 @@ describe('store: the one ingestion path', function () {
     const stats = t.ctx.index.statistics();
     expect(stats.totalUncompressedSize).to.equal(bytes.length);
     expect(stats.totalCompressedSize).to.equal(onDisk.length);
+    expectMd5s(t, result.ID, bytes, onDisk);
+    // Streamed past what is kept in memory, then compressed.
+    const large = makeInstance({ sopInstanceUid: '1.2.3.4.5.9', pixelBytes: 12 << 20 });
+    const chunks: Buffer[] = [];
+    for (let i = 0; i < large.length; i += 65536) chunks.push(large.subarray(i, i + 65536));
+    const second = await t.ctx.store.store(Readable.from(chunks), { kind: 'rest' });
+    const row = t.ctx.index.findByPublicId(second.ID)!;
+    const att = t.ctx.index.attachment(row.id, DICOM_ATTACHMENT)!;
+    const path = join(t.ctx.config.StorageDirectory, att.uuid.slice(0, 2), att.uuid.slice(2, 4), att.uuid);
+    expectMd5s(t, second.ID, large, readFileSync(path));
   });
 
   it('records the origin and core metadata', async () => {
