@@ -28,7 +28,7 @@ if (urls.length === 0) {
 const ACCEPT = 'multipart/related; type="application/dicom"';
 
 // The first server's answer, as the null server's.
-const sample = await fetch(urls[0], { headers: { Accept: ACCEPT } });
+const sample = await globalThis.fetch(urls[0], { headers: { Accept: ACCEPT } });
 if (sample.status !== 200) throw new Error(`${urls[0]}: HTTP ${sample.status}`);
 const body = Buffer.from(await sample.arrayBuffer());
 const type = sample.headers.get('content-type');
