@@ -87,4 +87,41 @@ describe('index: metadata, labels, exports, protection, changes', function () {
     expect(sizes.instances).to.equal(1);
     expect(sizes.uncompressed).to.be.greaterThan(0);
   });
+
+  it('lists the instances under each level with one metadata value and the DICOM file, in one statement', async () => {
+    const spec = { patientId: 'FILES', studyInstanceUid: '1.2.826.0.1.3680043.99.1' };
+    const a = await t.ctx.store.store(makeInstance({ ...spec, seriesInstanceUid: '1.2.826.0.1.3680043.99.1.1' }), { kind: 'rest' });
+    const b = await t.ctx.store.store(makeInstance({ ...spec, seriesInstanceUid: '1.2.826.0.1.3680043.99.1.2', instanceNumber: 1 }), { kind: 'rest' });
+    const c = await t.ctx.store.store(makeInstance({ ...spec, seriesInstanceUid: '1.2.826.0.1.3680043.99.1.2', instanceNumber: 2 }), { kind: 'rest' });
+    expect(new Set([a.ParentStudy, b.ParentStudy, c.ParentStudy]).size).to.equal(1);
+    const row = (publicId: string) => t.ctx.index.findByPublicId(publicId)!;
+    // The last one lacks the metadata asked for.
+    t.ctx.index.deleteMetadata(row(c.ID), MetadataType.TransferSyntax, '20240101T000000');
+    const all = [a.ID, b.ID, c.ID];
+    const cases: [string, Level, string[]][] = [
+      [a.ParentPatient, Level.Patient, all],
+      [a.ParentStudy, Level.Study, all],
+      [a.ParentSeries, Level.Series, [a.ID]],
+      [b.ParentSeries, Level.Series, [b.ID, c.ID]],
+      [b.ID, Level.Instance, [b.ID]],
+    ];
+    for (const [publicId, level, expected] of cases) {
+      const files = t.ctx.index.instanceFiles(row(publicId).id, level, MetadataType.TransferSyntax);
+      expect(files.map((f) => f.row.publicId), `level ${level}`).to.deep.equal(expected);
+      for (const f of files) {
+        expect(f.row).to.deep.equal(row(f.row.publicId));
+        expect(f.attachment).to.deep.equal(t.ctx.index.attachment(f.row.id, 1));
+        const metadata = t.ctx.index.getMetadata(f.row.id, MetadataType.TransferSyntax)?.value;
+        expect(f.metadata).to.equal(metadata);
+        expect(metadata === undefined).to.equal(f.row.publicId === c.ID);
+      }
+    }
+    // An instance whose file is not indexed (none should be) comes without an attachment, not without its row.
+    t.ctx.index.db.prepare('DELETE FROM attachments WHERE resource_id = ?').run(row(a.ID).id);
+    const [alone] = t.ctx.index.instanceFiles(row(a.ID).id, Level.Instance, MetadataType.TransferSyntax);
+    expect(alone!.row.publicId).to.equal(a.ID);
+    expect(alone!.attachment).to.equal(undefined);
+    expect(alone!.metadata).to.match(/^1\.2\.840\.10008\.1\.2/);
+    expect(t.ctx.index.instanceFiles(row(b.ID).id, Level.Instance, 12345)[0]!.metadata).to.equal(undefined);
+  });
 });

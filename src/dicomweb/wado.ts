@@ -25,7 +25,6 @@ import {
   type TransferSyntax,
 } from '../dicom/transfer-syntax.js';
 import { encodeDataset, type WriteElement } from '../dicom/writer.js';
-import { Level } from '../store/levels.js';
 import { shareWithReaders } from '../store/reader-pool.js';
 import { MetadataType, type AttachmentInfo, type ResourceRow } from '../store/sqlite-index.js';
 import type { DicomStore } from '../store/store.js';
@@ -57,19 +56,12 @@ export interface InstanceToSend {
  */
 export function findInstances(store: DicomStore, target: WadoTarget): InstanceToSend[] {
   const resource = findResource(store, target.study, target.series, target.instance);
-  const index = store.index;
-  const rows = index.descendants(resource.id, resource.level, Level.Instance);
-  const syntaxes = index.metadataOf(
-    rows.map((r) => r.id),
-    MetadataType.TransferSyntax,
-  );
-  const files = index.dicomAttachmentsOf(rows.map((r) => r.id));
   // An instance without the TransferSyntax metadata (none should lack it) is taken as Explicit VR Little Endian.
-  return rows.map((row) => ({
-    row,
-    transferSyntaxUid: syntaxes.get(row.id) ?? ExplicitVRLittleEndian,
-    size: files.get(row.id)?.uncompressedSize ?? 0,
-    attachment: files.get(row.id),
+  return store.index.instanceFiles(resource.id, resource.level, MetadataType.TransferSyntax).map((f) => ({
+    row: f.row,
+    transferSyntaxUid: f.metadata ?? ExplicitVRLittleEndian,
+    size: f.attachment?.uncompressedSize ?? 0,
+    attachment: f.attachment,
   }));
 }
 

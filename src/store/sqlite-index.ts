@@ -107,6 +107,13 @@ export interface AttachmentInfo {
   revision: number;
 }
 
+/** An instance with one of its metadata values and its DICOM file (`SqliteIndex.instanceFiles`). */
+export interface InstanceFile {
+  row: ResourceRow;
+  metadata?: string;
+  attachment?: AttachmentInfo;
+}
+
 export interface MetadataEntry {
   type: number;
   value: string;
@@ -889,6 +896,33 @@ export class SqliteIndex {
         revision FROM attachments WHERE resource_id = ? AND content_type = ?`,
     ).get(id, contentType) as AttachmentRow | undefined;
     return r ? toAttachment(r) : undefined;
+  }
+
+  /**
+   * The instances of a resource (the resource itself at the instance level), in insertion order, each with one of
+   * its metadata values and its DICOM file attachment: what a retrieval needs, in one statement instead of three.
+   */
+  instanceFiles(id: number, level: Level, metadataType: number): InstanceFile[] {
+    const depth = Level.Instance - level;
+    // The instances' table is `r`: the resource itself, or the last of the joins down from its children (d1, d2...).
+    const alias = (k: number) => (k === depth ? 'r' : `d${k}`);
+    let from = `resources ${alias(Math.min(1, depth))}`;
+    for (let k = 2; k <= depth; k++) from += ` JOIN resources ${alias(k)} ON ${alias(k)}.parent_id = ${alias(k - 1)}.id`;
+    const rows = this.stmt(
+      `SELECT r.id AS id, r.level AS level, r.public_id AS public_id, r.parent_id AS parent_id, m.value AS metadata,
+        a.content_type AS content_type, a.uuid AS uuid, a.compressed_size AS compressed_size,
+        a.uncompressed_size AS uncompressed_size, a.compression AS compression, a.uncompressed_md5 AS uncompressed_md5,
+        a.compressed_md5 AS compressed_md5, a.revision AS revision
+      FROM ${from}
+        LEFT JOIN metadata m ON m.resource_id = r.id AND m.type = ?
+        LEFT JOIN attachments a ON a.resource_id = r.id AND a.content_type = ${DICOM_ATTACHMENT}
+      WHERE ${depth === 0 ? 'r.id' : `${alias(1)}.parent_id`} = ? ORDER BY r.id`,
+    ).all(metadataType, id) as (AttachmentRow & { id: number; level: number; public_id: string; parent_id: number | null; metadata: string | null })[];
+    return rows.map((r) => ({
+      row: SqliteIndex.toRow(r),
+      metadata: r.metadata ?? undefined,
+      attachment: r.uuid === null ? undefined : toAttachment(r),
+    }));
   }
 
   /** The DICOM file attachments of many instances at once. */

@@ -704,6 +704,9 @@ export class Conn {
   bytesReceived = 0;
   closed = false;
   lastWriteAt = Date.now();
+  /** What went each way and when (ms since the connection was made), to tell who waited when a case fails. */
+  readonly timeline: string[] = [];
+  private readonly openedAt = Date.now();
   private waiters: (() => void)[] = [];
   private readonly closedPromise: Promise<void>;
   private readonly connected: Promise<void>;
@@ -719,13 +722,18 @@ export class Conn {
     this.closedPromise = new Promise<void>((resolve) =>
       this.socket.once('close', () => {
         this.closed = true;
+        this.note('closed');
         this.changed();
         resolve();
       }),
     );
     this.socket.on('data', (d: Buffer) => {
       this.bytesReceived += d.length;
+      const before = this.output.types.length;
+      const answersBefore = this.output.responses.length;
       this.output.push(d);
+      const answers = this.output.responses.slice(answersBefore).map((r) => ` (status ${r.status.toString(16)} to ${r.messageId})`);
+      this.note(`received ${this.output.types.slice(before).join(', ') || `${d.length} bytes`}${answers.join('')}`);
       this.changed();
     });
   }
@@ -738,6 +746,11 @@ export class Conn {
     if (this.closed || this.socket.destroyed || bytes.length === 0) return;
     this.socket.write(bytes);
     this.lastWriteAt = Date.now();
+    this.note(`sent ${bytes.length} bytes`);
+  }
+
+  private note(what: string): void {
+    if (this.timeline.length < 64) this.timeline.push(`+${Date.now() - this.openedAt} ms ${what}`);
   }
 
   /** Resolves once `condition` holds, the connection is closed, or `ms` passed. */
@@ -956,7 +969,9 @@ async function runDimseBatch(indexes: number[], port: number, report: (o: Outcom
       }
       if (c.control) {
         const r = responses().find((x) => x.messageId === c.messageId);
-        if (!r || r.status !== Status.Success) o.problems.push(`control case: response ${r ? r.status.toString(16) : 'missing'} to ${c.messageId}, expected Success`);
+        if (!r || r.status !== Status.Success) {
+          o.problems.push(`control case: response ${r ? r.status.toString(16) : 'missing'} to ${c.messageId}, expected Success; the connection: ${conn.timeline.join('; ')}`);
+        }
       }
       if (c.stray && !conn.output.ended && !conn.closed) {
         // What follows the message ends the association (nearly always at once); the next case gets a new one.
