@@ -515,6 +515,14 @@ interface DimseCase {
   cut: 'end' | 'reset' | undefined;
   /** A stray PDU or bytes follow the message: the association ends with this case. */
   stray: boolean;
+  /**
+   * The server's verdict on this case is final once it answers: the mutations (if any) only change values inside a
+   * well-framed message (command fields, dataset bits) whose dataset is there exactly when its command says so.
+   * Otherwise bytes may follow what the server took for a complete message (a duplicated or extra fragment, a
+   * dataset the command does not announce), and whether it answers before it aborts over them depends on timing:
+   * the next case then starts on a new association.
+   */
+  settled: boolean;
   store?: StoreRecord;
   dataset: DatasetFate;
   control: boolean;
@@ -666,6 +674,9 @@ function buildDimseCase(index: number): DimseCase {
       cut = rng.chance(0.5) ? 'end' : 'reset';
     }
   }
+  const typeElement = elements.find(([tag]) => tag === 0x00000800)?.[1];
+  const announcesDataset = typeElement !== undefined && typeElement.length >= 2 && typeElement.readUInt16LE(0) !== 0x0101;
+  const settled = ops.every((op) => op === 'command' || op === 'data-bits') && announcesDataset === (dataset !== undefined);
   let fate: DatasetFate = !dataset ? 'none' : altered ? 'altered' : 'intact';
   const out = pdus.map((p) => p.bytes);
   if (cut) {
@@ -688,6 +699,7 @@ function buildDimseCase(index: number): DimseCase {
     chunking: rng.chance(0.7) ? 'pdu' : 'whole',
     cut,
     stray: stray !== undefined,
+    settled,
     store,
     dataset: fate,
     control: count === 0,
@@ -918,6 +930,14 @@ async function runDimseBatch(indexes: number[], port: number, report: (o: Outcom
     o.problems.push(...connectionProblems(conn!, o.closedAfterMs, problemsSeen));
     conn = undefined;
   };
+  const release = async (o: Outcome, answers: Pdu['type'][]) => {
+    conn!.write(releaseRq());
+    await conn!.until(() => conn!.output.ended, CLOSE_BOUND_MS);
+    const answer = conn!.output.types.at(-1);
+    if (!answers.includes(answer!)) o.problems.push(`the release after case ${o.index} got ${answer}`);
+    o.types = conn!.output.types.slice();
+    await finish(o);
+  };
   for (const index of indexes) {
     const c = buildDimseCase(index);
     const o: Outcome = {
@@ -980,7 +1000,10 @@ async function runDimseBatch(indexes: number[], port: number, report: (o: Outcom
       }
       o.types = conn.output.types.slice();
       if (c.stray || conn.output.ended || conn.closed || o.problems.length > 0) await finish(o);
-      else {
+      else if (!c.settled) {
+        // What followed the message may still end the association: release it (an A-ABORT is a valid answer too).
+        await release(o, ['A-RELEASE-RP', 'A-ABORT']);
+      } else {
         o.problems.push(...conn.output.problems.slice(problemsSeen));
         problemsSeen = conn.output.problems.length;
       }
@@ -992,11 +1015,8 @@ async function runDimseBatch(indexes: number[], port: number, report: (o: Outcom
     }
   }
   if (conn && last) {
-    // The end of the batch: release, as a requestor does.
-    conn.write(releaseRq());
-    await conn.until(() => conn!.output.ended, CLOSE_BOUND_MS);
-    if (conn.output.types.at(-1) !== 'A-RELEASE-RP') last.problems.push(`the release at the end of the batch got ${conn.output.types.at(-1)}`);
-    await finish(last);
+    // The end of the batch: release, as a requestor does (after settled cases only: an A-RELEASE-RP is due).
+    await release(last, ['A-RELEASE-RP']);
     last.endedAt = Date.now();
   }
   if (last) report(last);
