@@ -256,7 +256,8 @@ describe('store: the one ingestion path', function () {
   });
 
   it('a stored file cut short on disk is CorruptedFile when read, not served as whole', async () => {
-    t = await tempContext();
+    // The file on disk is checked: no storage cache in front of it.
+    t = await tempContext({ MaximumStorageCacheSize: 0 });
     const result = await t.ctx.store.store(makeInstance({ pixelBytes: 20000 }), { kind: 'rest' });
     const row = t.ctx.index.findByPublicId(result.ID)!;
     const att = t.ctx.index.attachment(row.id, 1)!;

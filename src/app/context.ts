@@ -16,6 +16,7 @@ import { PeerHttp } from '../peers/client.js';
 import { PeerRegistry, type PeersStore } from '../peers/registry.js';
 import { QueryEngine } from '../query/engine.js';
 import { FilesystemStorage } from '../store/filesystem-storage.js';
+import { CachedStorage } from '../store/storage-cache.js';
 import { SqliteIndex } from '../store/sqlite-index.js';
 import { DicomStore } from '../store/store.js';
 import { openJobsTemporaryDirectory } from './archive-job.js';
@@ -72,7 +73,9 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
   const index = new SqliteIndex(join(config.IndexDirectory, INDEX_FILE_NAME), {
     synchronous: config.SyncIndex ? 'FULL' : 'NORMAL',
   });
-  const storage = new FilesystemStorage(config.StorageDirectory, { sync: config.SyncStorageArea });
+  const files = new FilesystemStorage(config.StorageDirectory, { sync: config.SyncStorageArea });
+  // Orthanc's storage cache (MaximumStorageCacheSize, MB): recently written or read files, in memory.
+  const storage = config.MaximumStorageCacheSize > 0 ? new CachedStorage(files, config.MaximumStorageCacheSize * 1024 * 1024) : files;
   const store = new DicomStore(index, storage, {
     storageCompression: config.StorageCompression,
     overwriteInstances: config.OverwriteInstances,

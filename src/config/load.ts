@@ -27,7 +27,7 @@ export interface LoadResult {
  */
 export const ORTHANC_UNSUPPORTED_KEYS: ReadonlySet<string> = new Set([
   // Core options
-  'TemporaryDirectory', 'MaximumStorageCacheSize', 'LuaScripts', 'LuaHeartBeatPeriod', 'Plugins',
+  'TemporaryDirectory', 'LuaScripts', 'LuaHeartBeatPeriod', 'Plugins',
   'JobsEngineThreadsCount', 'HttpServerEnabled', 'OrthancExplorerEnabled',
   'WebDavEnabled', 'WebDavDeleteAllowed', 'WebDavUploadAllowed',
   'AcceptedSopClasses',
@@ -644,6 +644,7 @@ const CHECKS: { [K in keyof Config]-?: Check<NonNullable<Config[K]>> } = {
   IndexDirectory: directory,
   StorageCompression: bool,
   MaximumStorageSize: count,
+  MaximumStorageCacheSize: count,
   MaximumPatientCount: count,
   MaximumStorageMode: oneOf(['Recycle', 'Reject'] as const),
   OverwriteInstances: bool,
@@ -963,7 +964,8 @@ export function describeConfig(config: Readonly<Config>): string {
       (config.DicomTlsEnabled
         ? `, TLS only (client certificates ${config.DicomTlsRemoteCertificateRequired ? 'required' : 'not requested'})`
         : ''),
-    `Storage: ${config.StorageDirectory} (compression ${config.StorageCompression ? 'on' : 'off'}, fsync ${config.SyncStorageArea ? 'on' : 'off'})`,
+    `Storage: ${config.StorageDirectory} (compression ${config.StorageCompression ? 'on' : 'off'}, fsync ${config.SyncStorageArea ? 'on' : 'off'}, ` +
+      `cache ${config.MaximumStorageCacheSize > 0 ? `${config.MaximumStorageCacheSize} MB` : 'off'})`,
     `Index: ${config.IndexDirectory}`,
     `Limits: storage ${limit(config.MaximumStorageSize, ' MB')}, patients ${limit(config.MaximumPatientCount)} ` +
       `(${config.MaximumStorageMode}), find results ${limit(config.LimitFindResults)}, find instances ${limit(config.LimitFindInstances)}`,

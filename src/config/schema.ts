@@ -50,6 +50,8 @@ export interface Config {
   StorageCompression: boolean;
   /** In MB; 0 means no limit. */
   MaximumStorageSize: number;
+  /** Orthanc 1.10's storage cache, in MB: recently written or read files kept in memory; 0 disables it. */
+  MaximumStorageCacheSize: number;
   /** 0 means no limit. */
   MaximumPatientCount: number;
   MaximumStorageMode: MaximumStorageMode;
@@ -211,6 +213,7 @@ export const DEFAULT_CONFIG: Readonly<Config> = Object.freeze({
   IndexDirectory: 'OrthancStorage',
   StorageCompression: false,
   MaximumStorageSize: 0,
+  MaximumStorageCacheSize: 128,
   MaximumPatientCount: 0,
   MaximumStorageMode: 'Recycle',
   OverwriteInstances: false,

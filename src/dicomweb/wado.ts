@@ -428,7 +428,7 @@ export class DicomPartsStream extends Readable {
     head.copy(part, 0);
     let n: number;
     try {
-      n = await this.store.storage.readInto(attachment!.uuid, part.subarray(0, head.length + size), head.length);
+      n = await this.store.storage.readInto(attachment!.uuid, part.subarray(0, head.length + size), head.length, 0, size);
     } catch (e) {
       this.release(part);
       throw e;

@@ -40,8 +40,9 @@ export interface StorageArea {
    * Reads an attachment's bytes from `position` into `target` from `offset` on, until `target` is full or the
    * attachment ends; resolves with the number of bytes read. One open and as few reads as the OS allows: the fast
    * path for a file whose size is known (WADO-RS reads each stored file straight into its multipart part).
+   * `size`, when the caller knows the attachment's whole size (the index does), lets a cache keep a whole read.
    */
-  readInto(uuid: string, target: Buffer, offset: number, position?: number): Promise<number>;
+  readInto(uuid: string, target: Buffer, offset: number, position?: number, size?: number): Promise<number>;
   remove(uuid: string): Promise<void>;
   /**
    * Start-up recovery: writes that were interrupted are published when the index knows their UUID (the crash

@@ -1,0 +1,144 @@
+/**
+ * Orthanc's storage cache (`MaximumStorageCacheSize`, in MB, default 128; 0 disables it): a copy in memory of the
+ * attachments most recently written or read, so that a study just received (or just viewed) is sent again without
+ * touching the disk. Wraps any storage area and keeps its contract: what it answers is what the area holds.
+ *
+ * - Filled when a whole-file write is published (`writeAll` then `publish`), and by whole-file reads: `read`, and
+ *   `readInto` when the caller gives the attachment's size (the index knows it) and reads all of it.
+ * - Least recently used entries go first once the total passes the limit; a file larger than a quarter of the
+ *   cache is never kept. `remove` forgets an attachment before removing it.
+ * - An entry is immutable: the bytes kept are the cache's own (a buffer that is a slice of a larger one, or one the
+ *   caller may reuse, is copied), and a hit is a copy, so no caller can change what another one reads.
+ */
+import type { Readable } from 'node:stream';
+import type { PendingWrite, StorageArea } from './storage-area.js';
+
+export class CachedStorage implements StorageArea {
+  /** Insertion order is recency: a hit moves its entry to the end, eviction takes from the start. */
+  private readonly entries = new Map<string, Buffer>();
+  private bytes = 0;
+  private readonly maxEntry: number;
+
+  constructor(
+    readonly inner: StorageArea,
+    private readonly maxBytes: number,
+  ) {
+    this.maxEntry = Math.floor(maxBytes / 4);
+  }
+
+  get description(): string {
+    return `${this.inner.description}, cache ${Math.round(this.maxBytes / (1 << 20))} MB`;
+  }
+
+  /** Bytes and files held (for tests and /statistics-like reports). */
+  get usage(): { bytes: number; files: number } {
+    return { bytes: this.bytes, files: this.entries.size };
+  }
+
+  async begin(uuid: string): Promise<PendingWrite> {
+    const pending = await this.inner.begin(uuid);
+    let whole: Buffer | undefined;
+    return {
+      uuid: pending.uuid,
+      writeAll: async (data: Buffer) => {
+        await pending.writeAll(data);
+        if (data.length <= this.maxEntry) whole = ownCopy(data);
+      },
+      write: (chunk) => pending.write(chunk),
+      finish: () => pending.finish(),
+      readRange: (start, length) => pending.readRange(start, length),
+      publish: () => {
+        pending.publish();
+        if (whole) this.add(uuid, whole);
+        whole = undefined;
+      },
+      abort: () => {
+        whole = undefined;
+        return pending.abort();
+      },
+      keep: () => pending.keep(),
+    };
+  }
+
+  async read(uuid: string, size?: number): Promise<Buffer> {
+    const hit = this.hit(uuid);
+    if (hit) return Buffer.from(hit);
+    const bytes = await this.inner.read(uuid, size);
+    if (bytes.length <= this.maxEntry) this.add(uuid, Buffer.from(bytes));
+    return bytes;
+  }
+
+  async readRange(uuid: string, start: number, end: number): Promise<Buffer> {
+    const hit = this.hit(uuid);
+    if (hit) return Buffer.from(hit.subarray(Math.min(start, hit.length), Math.min(Math.max(start, end), hit.length)));
+    return this.inner.readRange(uuid, start, end);
+  }
+
+  /** Streams come from the area itself: they serve large files and archives, whose readers hold the file open. */
+  createReadStream(uuid: string, range?: { start: number; end: number }): Readable {
+    return this.inner.createReadStream(uuid, range);
+  }
+
+  /**
+   * As the area's `readInto`; `size` is the attachment's whole size when the caller knows it: a read of all of it
+   * from the start is kept.
+   */
+  async readInto(uuid: string, target: Buffer, offset: number, position = 0, size?: number): Promise<number> {
+    const hit = this.hit(uuid);
+    if (hit) return hit.copy(target, offset, Math.min(position, hit.length));
+    const n = await this.inner.readInto(uuid, target, offset, position);
+    if (position === 0 && size !== undefined && n === size && size <= this.maxEntry) {
+      this.add(uuid, Buffer.from(target.subarray(offset, offset + n)));
+    }
+    return n;
+  }
+
+  async remove(uuid: string): Promise<void> {
+    this.forget(uuid);
+    await this.inner.remove(uuid);
+  }
+
+  recover(isKnown: (uuid: string) => boolean): Promise<{ published: number; discarded: number }> {
+    return this.inner.recover(isKnown);
+  }
+
+  async close(): Promise<void> {
+    this.entries.clear();
+    this.bytes = 0;
+    await this.inner.close();
+  }
+
+  private hit(uuid: string): Buffer | undefined {
+    const entry = this.entries.get(uuid);
+    if (!entry) return undefined;
+    this.entries.delete(uuid);
+    this.entries.set(uuid, entry);
+    return entry;
+  }
+
+  private add(uuid: string, bytes: Buffer): void {
+    this.forget(uuid);
+    this.entries.set(uuid, bytes);
+    this.bytes += bytes.length;
+    for (const [oldest, entry] of this.entries) {
+      if (this.bytes <= this.maxBytes) break;
+      this.entries.delete(oldest);
+      this.bytes -= entry.length;
+    }
+  }
+
+  private forget(uuid: string): void {
+    const entry = this.entries.get(uuid);
+    if (!entry) return;
+    this.entries.delete(uuid);
+    this.bytes -= entry.length;
+  }
+}
+
+/**
+ * `data` itself when it owns its memory (the caller hands it over: the store never changes an input once written),
+ * else a copy (a slice would keep its whole parent buffer alive).
+ */
+function ownCopy(data: Buffer): Buffer {
+  return data.byteOffset === 0 && data.byteLength === data.buffer.byteLength ? data : Buffer.from(data);
+}
