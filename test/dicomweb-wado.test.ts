@@ -663,3 +663,39 @@ describe(
     });
   },
 );
+
+describe('WADO-RS and the storage cache (MaximumStorageCacheSize)', function () {
+  let s: TestServer | undefined;
+  afterEach(async () => {
+    await s?.close();
+    s = undefined;
+  });
+
+  /** Stores one instance, then removes its file from the disk behind the store's back: only a cache can answer. */
+  async function storeAndDropFile(overrides: Record<string, unknown>): Promise<{ url: string; bytes: Buffer }> {
+    s = await tempServer(overrides);
+    const [study, series, sop] = [generateUid(), generateUid(), generateUid()];
+    const bytes = makeInstance({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop });
+    const ids = await s.ctx.store.store(bytes, { kind: 'rest' });
+    const att = s.ctx.index.attachment(s.ctx.index.findByPublicId(ids.ID)!.id, 1)!;
+    rmSync(join(s.ctx.config.StorageDirectory, att.uuid.slice(0, 2), att.uuid.slice(2, 4), att.uuid));
+    return { url: `${s.url}/dicom-web/studies/${study}/series/${series}/instances/${sop}`, bytes };
+  }
+
+  it('sends an instance just received from memory (the cache is on by default, 128 MB), byte for byte', async () => {
+    const { url, bytes } = await storeAndDropFile({});
+    expect(s!.ctx.config.MaximumStorageCacheSize).to.equal(128);
+    const a = await get(url);
+    expect(a.status).to.equal(200);
+    const got = await parts(a);
+    expect(got).to.have.length(1);
+    expect(got[0]!.body.equals(bytes)).to.equal(true);
+  });
+
+  it('reads the disk when MaximumStorageCacheSize is 0', async () => {
+    const { url } = await storeAndDropFile({ MaximumStorageCacheSize: 0 });
+    const a = await get(url);
+    expect(a.status).to.not.equal(200);
+    expect(a.body.toString()).to.match(/InexistentFile|missing/i);
+  });
+});
