@@ -671,18 +671,25 @@ describe('WADO-RS and the storage cache (MaximumStorageCacheSize)', function () 
     s = undefined;
   });
 
-  /** Stores one instance, then removes its file from the disk behind the store's back: only a cache can answer. */
+  /**
+   * Stores one instance and retrieves it once, then removes its file from the disk behind the store's back: only a
+   * cache can answer.
+   */
   async function storeAndDropFile(overrides: Record<string, unknown>): Promise<{ url: string; bytes: Buffer }> {
     s = await tempServer(overrides);
     const [study, series, sop] = [generateUid(), generateUid(), generateUid()];
     const bytes = makeInstance({ studyInstanceUid: study, seriesInstanceUid: series, sopInstanceUid: sop });
     const ids = await s.ctx.store.store(bytes, { kind: 'rest' });
+    const url = `${s.url}/dicom-web/studies/${study}/series/${series}/instances/${sop}`;
+    const first = await get(url);
+    expect(first.status).to.equal(200);
+    expect((await parts(first))[0]!.body.equals(bytes)).to.equal(true);
     const att = s.ctx.index.attachment(s.ctx.index.findByPublicId(ids.ID)!.id, 1)!;
     rmSync(join(s.ctx.config.StorageDirectory, att.uuid.slice(0, 2), att.uuid.slice(2, 4), att.uuid));
-    return { url: `${s.url}/dicom-web/studies/${study}/series/${series}/instances/${sop}`, bytes };
+    return { url, bytes };
   }
 
-  it('sends an instance just received from memory (the cache is on by default, 128 MB), byte for byte', async () => {
+  it('sends an instance read once from memory (the cache is on by default, 128 MB), byte for byte', async () => {
     const { url, bytes } = await storeAndDropFile({});
     expect(s!.ctx.config.MaximumStorageCacheSize).to.equal(128);
     const a = await get(url);

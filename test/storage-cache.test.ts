@@ -32,18 +32,20 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
 
   const newUuid = () => `0a1b2c3d-0000-4000-8000-${String(++serial).padStart(12, '0')}`;
   const content = (size: number, seed: number) => Buffer.from(Array.from({ length: size }, (_, i) => (i * 31 + seed) & 0xff));
+  /** A file written through the cache, then read once (what fills it). */
   async function put(size: number, seed = serial): Promise<{ uuid: string; bytes: Buffer }> {
     const uuid = newUuid();
     const bytes = content(size, seed);
     const w = await cache.begin(uuid);
     await w.writeAll(bytes);
     w.publish();
+    expect((await cache.read(uuid)).equals(bytes)).to.equal(true);
     return { uuid, bytes };
   }
   const dropFromDisk = (uuid: string) => rmSync(files.pathOf(uuid));
   const cached = (uuid: string) => cache.read(uuid).then(() => true, () => false);
 
-  it('answers a published write from memory: read, readInto, readRange, the same bytes as written', async () => {
+  it('answers a file read once from memory: read, readInto, readRange, the same bytes as written', async () => {
     const { uuid, bytes } = await put(20 * KB);
     dropFromDisk(uuid);
     expect((await cache.read(uuid)).equals(bytes)).to.equal(true);
@@ -63,15 +65,26 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
     const first = await cache.read(uuid);
     first.fill(0);
     expect((await cache.read(uuid)).equals(bytes)).to.equal(true);
-    // A write given a slice of a larger buffer keeps its own copy of the slice.
-    const backing = Buffer.concat([Buffer.alloc(100, 1), bytes, Buffer.alloc(100, 2)]);
+    // What readInto got is the caller's: changing it changes nothing kept.
     const uuid2 = newUuid();
     const w = await cache.begin(uuid2);
-    await w.writeAll(backing.subarray(100, 100 + bytes.length));
+    await w.writeAll(bytes);
     w.publish();
-    backing.fill(9);
+    const target = Buffer.alloc(bytes.length);
+    await cache.readInto(uuid2, target, 0, 0, bytes.length);
+    target.fill(9);
     dropFromDisk(uuid2);
     expect((await cache.read(uuid2)).equals(bytes)).to.equal(true);
+  });
+
+  it('does not keep what is written: only reads fill it', async () => {
+    const uuid = newUuid();
+    const w = await cache.begin(uuid);
+    await w.writeAll(content(4 * KB, 7));
+    w.publish();
+    expect(cache.usage).to.deep.equal({ bytes: 0, files: 0 });
+    dropFromDisk(uuid);
+    expect(await failure(cache.read(uuid))).to.equal('InexistentFile');
   });
 
   it('lets the least recently used files go first once full, and never keeps a file above a quarter of it', async () => {
@@ -93,7 +106,6 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
   it('keeps whole-file reads only: readInto given the size and reading it all, or read', async () => {
     const uuid = newUuid();
     const bytes = content(8 * KB, 3);
-    // Written around the cache: only reads can fill it.
     const w = await files.begin(uuid);
     await w.writeAll(bytes);
     w.publish();
