@@ -8,6 +8,7 @@
  */
 import { Worker } from 'node:worker_threads';
 import { logger } from '../core/log.js';
+import { IO_THREAD_LIMITS } from './writer-pool.js';
 
 const log = logger('store');
 
@@ -155,7 +156,7 @@ export class ReaderPool {
   /** A reader thread; if it ever dies, its pending reads fail and a new thread takes its place. */
   private spawn(slot: number): Worker & { batches: Set<number> } {
     this.starts++;
-    const worker = Object.assign(new Worker(WORKER_SOURCE, { eval: true }), { batches: new Set<number>() });
+    const worker = Object.assign(new Worker(WORKER_SOURCE, { eval: true, resourceLimits: IO_THREAD_LIMITS }), { batches: new Set<number>() });
     worker.unref();
     worker.on('message', (m: { id: number; results: ReadResult[] }) => {
       const batch = this.pending.get(m.id);

