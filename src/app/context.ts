@@ -74,7 +74,7 @@ export async function createContext(config: Readonly<Config>): Promise<AppContex
     synchronous: config.SyncIndex ? 'FULL' : 'NORMAL',
   });
   const files = new FilesystemStorage(config.StorageDirectory, { sync: config.SyncStorageArea });
-  // Orthanc's storage cache (MaximumStorageCacheSize, MB): recently written or read files, in memory.
+  // Orthanc's storage cache (MaximumStorageCacheSize, MB): the files most recently read, in memory.
   const storage = config.MaximumStorageCacheSize > 0 ? new CachedStorage(files, config.MaximumStorageCacheSize * 1024 * 1024) : files;
   const store = new DicomStore(index, storage, {
     storageCompression: config.StorageCompression,
