@@ -9,7 +9,7 @@ import { logger } from '../core/log.js';
 /**
  * V8 limits of the storage area's writer and reader threads: their JavaScript only passes buffers to system calls,
  * so a young generation of 2 MB (V8's default grows to tens of MB per thread) is plenty. Measured: the server's peak
- * RSS after the harness's STOW-RS and REST ingest 217 -> 194 MB (two paired runs), ingest rates unchanged.
+ * RSS after the harness's STOW-RS and REST ingest 212-241 -> 188-203 MB (four paired runs), ingest rates unchanged.
  */
 export const IO_THREAD_LIMITS = { maxYoungGenerationSizeMb: 2 };
 
