@@ -119,6 +119,46 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
     expect((await cache.read(uuid)).equals(bytes)).to.equal(true);
   });
 
+  it('does not bring back a file removed while it was being read, nor keep a file of the wrong size', async () => {
+    const uuid = newUuid();
+    const bytes = content(6 * KB, 11);
+    const w = await cache.begin(uuid);
+    await w.writeAll(bytes);
+    w.publish();
+    // The read starts (the disk read is under way), the file is removed, then the read ends: with the bytes, or
+    // InexistentFile when the removal reached the disk first (both are right; what matters is what is kept).
+    const reading = cache.read(uuid, bytes.length).then(
+      (b) => b.equals(bytes),
+      (e: unknown) => (e as { code?: string }).code,
+    );
+    const removing = cache.remove(uuid);
+    expect(await reading).to.be.oneOf([true, 'InexistentFile']);
+    await removing;
+    expect(cache.usage).to.deep.equal({ bytes: 0, files: 0 });
+    expect(await failure(cache.read(uuid))).to.equal('InexistentFile');
+    // The same with readInto.
+    const uuid2 = newUuid();
+    const w2 = await cache.begin(uuid2);
+    await w2.writeAll(bytes);
+    w2.publish();
+    const target = Buffer.alloc(bytes.length);
+    const reading2 = cache.readInto(uuid2, target, 0, 0, bytes.length).then(
+      (n) => n === bytes.length && target.equals(bytes),
+      (e: unknown) => (e as { code?: string }).code,
+    );
+    const removing2 = cache.remove(uuid2);
+    expect(await reading2).to.be.oneOf([true, 'InexistentFile']);
+    await removing2;
+    expect(cache.usage.files).to.equal(0);
+    // A file shorter than the size given (cut on disk) is answered as read, not kept.
+    const short = newUuid();
+    const w3 = await cache.begin(short);
+    await w3.writeAll(bytes.subarray(0, 1000));
+    w3.publish();
+    expect((await cache.read(short, bytes.length)).length).to.equal(1000);
+    expect(cache.usage.files).to.equal(0);
+  });
+
   it('forgets a removed file, and never holds an aborted write', async () => {
     const { uuid } = await put(4 * KB);
     await cache.remove(uuid);

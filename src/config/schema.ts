@@ -50,7 +50,7 @@ export interface Config {
   StorageCompression: boolean;
   /** In MB; 0 means no limit. */
   MaximumStorageSize: number;
-  /** Orthanc 1.10's storage cache, in MB: recently written or read files kept in memory; 0 disables it. */
+  /** Orthanc 1.10's storage cache, in MB: the files most recently read kept in memory; 0 disables it. */
   MaximumStorageCacheSize: number;
   /** 0 means no limit. */
   MaximumPatientCount: number;

@@ -17,6 +17,8 @@ export class CachedStorage implements StorageArea {
   /** Insertion order is recency: a hit moves its entry to the end, eviction takes from the start. */
   private readonly entries = new Map<string, Buffer>();
   private bytes = 0;
+  /** Files removed (and closes) so far: see `keep`. */
+  private removals = 0;
   private readonly maxEntry: number;
 
   constructor(
@@ -47,8 +49,10 @@ export class CachedStorage implements StorageArea {
   async read(uuid: string, size?: number): Promise<Buffer> {
     const hit = this.hit(uuid);
     if (hit) return Buffer.from(hit);
+    const removals = this.removals;
     const bytes = await this.inner.read(uuid, size);
-    if (bytes.length <= this.maxEntry) this.add(uuid, Buffer.from(bytes));
+    // A file shorter or longer than the index says is not kept (the store refuses it as CorruptedFile).
+    if ((size === undefined || bytes.length === size) && bytes.length <= this.maxEntry) this.keep(uuid, Buffer.from(bytes), removals);
     return bytes;
   }
 
@@ -70,14 +74,16 @@ export class CachedStorage implements StorageArea {
   async readInto(uuid: string, target: Buffer, offset: number, position = 0, size?: number): Promise<number> {
     const hit = this.hit(uuid);
     if (hit) return hit.copy(target, offset, Math.min(position, hit.length));
+    const removals = this.removals;
     const n = await this.inner.readInto(uuid, target, offset, position);
     if (position === 0 && size !== undefined && n === size && size <= this.maxEntry) {
-      this.add(uuid, Buffer.from(target.subarray(offset, offset + n)));
+      this.keep(uuid, Buffer.from(target.subarray(offset, offset + n)), removals);
     }
     return n;
   }
 
   async remove(uuid: string): Promise<void> {
+    this.removals++;
     this.forget(uuid);
     await this.inner.remove(uuid);
   }
@@ -87,6 +93,7 @@ export class CachedStorage implements StorageArea {
   }
 
   async close(): Promise<void> {
+    this.removals++;
     this.entries.clear();
     this.bytes = 0;
     await this.inner.close();
@@ -98,6 +105,15 @@ export class CachedStorage implements StorageArea {
     this.entries.delete(uuid);
     this.entries.set(uuid, entry);
     return entry;
+  }
+
+  /**
+   * Keeps what a read got, unless a file was removed while it read (`removals` changed since it began): a read that
+   * started before its file's removal must not bring the file back. Removals are rare next to reads: skipping
+   * every read in flight then costs nothing worth tracking files one by one.
+   */
+  private keep(uuid: string, bytes: Buffer, removalsBefore: number): void {
+    if (this.removals === removalsBefore) this.add(uuid, bytes);
   }
 
   private add(uuid: string, bytes: Buffer): void {

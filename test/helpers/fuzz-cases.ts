@@ -762,7 +762,9 @@ export class Conn {
   }
 
   private note(what: string): void {
-    if (this.timeline.length < 64) this.timeline.push(`+${Date.now() - this.openedAt} ms ${what}`);
+    // The last 64 events: a failing case's own exchange is at the end of its connection's story.
+    this.timeline.push(`+${Date.now() - this.openedAt} ms ${what}`);
+    if (this.timeline.length > 64) this.timeline.shift();
   }
 
   /** Resolves once `condition` holds, the connection is closed, or `ms` passed. */
