@@ -32,13 +32,18 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
 
   const newUuid = () => `0a1b2c3d-0000-4000-8000-${String(++serial).padStart(12, '0')}`;
   const content = (size: number, seed: number) => Buffer.from(Array.from({ length: size }, (_, i) => (i * 31 + seed) & 0xff));
+  /** Writes and publishes a file through the cache (which does not keep it). */
+  async function write(uuid: string, bytes: Buffer): Promise<void> {
+    const w = await cache.begin(uuid);
+    await w.writeAll(bytes);
+    w.publish();
+  }
+
   /** A file written through the cache, then read once (what fills it). */
   async function put(size: number, seed = serial): Promise<{ uuid: string; bytes: Buffer }> {
     const uuid = newUuid();
     const bytes = content(size, seed);
-    const w = await cache.begin(uuid);
-    await w.writeAll(bytes);
-    w.publish();
+    await write(uuid, bytes);
     expect((await cache.read(uuid)).equals(bytes)).to.equal(true);
     return { uuid, bytes };
   }
@@ -67,9 +72,7 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
     expect((await cache.read(uuid)).equals(bytes)).to.equal(true);
     // What readInto got is the caller's: changing it changes nothing kept.
     const uuid2 = newUuid();
-    const w = await cache.begin(uuid2);
-    await w.writeAll(bytes);
-    w.publish();
+    await write(uuid2, bytes);
     const target = Buffer.alloc(bytes.length);
     await cache.readInto(uuid2, target, 0, 0, bytes.length);
     target.fill(9);
@@ -79,9 +82,7 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
 
   it('does not keep what is written: only reads fill it', async () => {
     const uuid = newUuid();
-    const w = await cache.begin(uuid);
-    await w.writeAll(content(4 * KB, 7));
-    w.publish();
+    await write(uuid, content(4 * KB, 7));
     expect(cache.usage).to.deep.equal({ bytes: 0, files: 0 });
     dropFromDisk(uuid);
     expect(await failure(cache.read(uuid))).to.equal('InexistentFile');
@@ -106,9 +107,7 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
   it('keeps whole-file reads only: readInto given the size and reading it all, or read', async () => {
     const uuid = newUuid();
     const bytes = content(8 * KB, 3);
-    const w = await files.begin(uuid);
-    await w.writeAll(bytes);
-    w.publish();
+    await write(uuid, bytes);
     await cache.readInto(uuid, Buffer.alloc(bytes.length), 0); // size unknown: not kept
     await cache.readInto(uuid, Buffer.alloc(100), 0, 0, bytes.length); // part of it: not kept
     await cache.readInto(uuid, Buffer.alloc(bytes.length), 0, 100, bytes.length); // from a position: not kept
@@ -122,9 +121,7 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
   it('does not bring back a file removed while it was being read, nor keep a file of the wrong size', async () => {
     const uuid = newUuid();
     const bytes = content(6 * KB, 11);
-    const w = await cache.begin(uuid);
-    await w.writeAll(bytes);
-    w.publish();
+    await write(uuid, bytes);
     // The read starts (the disk read is under way), the file is removed, then the read ends: with the bytes, or
     // InexistentFile when the removal reached the disk first (both are right; what matters is what is kept).
     const reading = cache.read(uuid, bytes.length).then(
@@ -138,9 +135,7 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
     expect(await failure(cache.read(uuid))).to.equal('InexistentFile');
     // The same with readInto.
     const uuid2 = newUuid();
-    const w2 = await cache.begin(uuid2);
-    await w2.writeAll(bytes);
-    w2.publish();
+    await write(uuid2, bytes);
     const target = Buffer.alloc(bytes.length);
     const reading2 = cache.readInto(uuid2, target, 0, 0, bytes.length).then(
       (n) => n === bytes.length && target.equals(bytes),
@@ -152,9 +147,7 @@ describe('storage cache (MaximumStorageCacheSize)', function () {
     expect(cache.usage.files).to.equal(0);
     // A file shorter than the size given (cut on disk) is answered as read, not kept.
     const short = newUuid();
-    const w3 = await cache.begin(short);
-    await w3.writeAll(bytes.subarray(0, 1000));
-    w3.publish();
+    await write(short, bytes.subarray(0, 1000));
     expect((await cache.read(short, bytes.length)).length).to.equal(1000);
     expect(cache.usage.files).to.equal(0);
   });
